@@ -1,0 +1,1 @@
+//! The bundle engine: PEM text in, validated, deduplicated, hashed bundle out. Pure, no I/O.

@@ -1,0 +1,9 @@
+//! webhook-ca-operator: keeps the webhook CA bundle of WhatsApp Business On-Premises API
+//! installations in step with Secrets, ConfigMaps and inline PEM in the cluster.
+
+pub mod bundle;
+pub mod cli;
+pub mod crd;
+pub mod onprem;
+pub mod sim;
+pub mod tls;

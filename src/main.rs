@@ -1,0 +1,37 @@
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use webhook_ca_operator::cli;
+
+/// Keeps the webhook CA bundle of WhatsApp Business On-Premises API installations in step with
+/// Secrets in the cluster.
+#[derive(Debug, Parser)]
+#[command(name = "webhook-ca-operator", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build and inspect PEM bundles from files, as the operator would.
+    Bundle(cli::bundle::BundleArgs),
+    /// Push, read or delete the bundle on an On-Premises API directly (installations without a cluster).
+    Api(cli::api::ApiArgs),
+    /// Run a simulator of the On-Premises API webhook CA endpoints (tests and local demo).
+    Simulate(cli::sim::SimArgs),
+    /// Print the WebhookCaCertificate CustomResourceDefinition as YAML.
+    Crd,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    webhook_ca_operator::tls::install_crypto_provider();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Bundle(args) => cli::bundle::run(args).await,
+        Command::Api(args) => cli::api::run(args).await,
+        Command::Simulate(args) => cli::sim::run(args).await,
+        Command::Crd => cli::crd::run(),
+    }
+}

@@ -1,0 +1,1 @@
+//! The On-Premises API client.
