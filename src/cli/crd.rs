@@ -2,7 +2,17 @@
 
 use std::process::ExitCode;
 
+use crate::crd::WebhookCaCertificate;
+
 pub fn run() -> ExitCode {
-    eprintln!("webhook-ca-operator: crd is not built yet");
-    ExitCode::FAILURE
+    match WebhookCaCertificate::crd_yaml() {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("webhook-ca-operator: cannot serialize the CRD: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,1 +1,0 @@
-//! The bundle engine: PEM text in, validated, deduplicated, hashed bundle out. Pure, no I/O.

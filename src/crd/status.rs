@@ -1,0 +1,125 @@
+//! What the operator reports about a `WebhookCaCertificate`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::WorkloadKind;
+
+/// The observed state of a `WebhookCaCertificate`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookCaCertificateStatus {
+    /// The generation of the spec that this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The current state, one entry per type: `Ready`, `BundleValid`, `Uploaded`,
+    /// `RolloutComplete`, `ExpiringSoon` and `InsecureTls`.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The bundle built from the sources at the last reconcile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<BundleStatus>,
+    /// The SHA-256 of the canonical bundle the API was last seen to hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploaded_sha256: Option<String>,
+    /// When the operator last uploaded a bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_upload_time: Option<Time>,
+    /// When the operator last compared the API's bundle with the sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drift_check_time: Option<Time>,
+    /// Progress of the restart that follows an upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// Summary of a built bundle. Certificates are public; no private material is ever recorded.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleStatus {
+    /// SHA-256 of the canonical PEM bundle (hex).
+    pub sha256: String,
+    /// Number of distinct certificates.
+    pub count: i32,
+    /// The earliest notAfter among the certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earliest_expiry: Option<Time>,
+    /// The certificates, in bundle order.
+    #[serde(default)]
+    pub certificates: Vec<CertificateStatus>,
+    /// Findings that the policy lets through (for example a certificate that is not a CA).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// One certificate of the bundle.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateStatus {
+    /// Subject distinguished name.
+    pub subject: String,
+    /// Issuer distinguished name.
+    pub issuer: String,
+    /// Serial number (hex).
+    pub serial: String,
+    /// Start of validity.
+    pub not_before: Time,
+    /// End of validity.
+    pub not_after: Time,
+    /// SHA-256 fingerprint of the DER encoding (hex).
+    pub sha256: String,
+    /// Whether the certificate carries the CA basic constraint.
+    pub is_ca: bool,
+    /// The source the certificate was first found in.
+    pub source: String,
+}
+
+/// Progress of a restart.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// The bundle hash the restart was made for.
+    pub bundle_sha256: String,
+    /// When the restart began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When every target finished rolling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
+    /// Each target's progress.
+    #[serde(default)]
+    pub targets: Vec<TargetRollout>,
+}
+
+/// One workload's rollout.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRollout {
+    /// The workload's kind.
+    pub kind: WorkloadKind,
+    /// The workload's name.
+    pub name: String,
+    /// Where the rollout stands.
+    pub state: RolloutState,
+    /// Replicas already running the restarted template.
+    #[serde(default)]
+    pub updated_replicas: i32,
+    /// Replicas wanted.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Detail, for example the reason a rollout failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Where one workload's rollout stands.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RolloutState {
+    Pending,
+    InProgress,
+    Complete,
+    Failed,
+}
