@@ -1,0 +1,646 @@
+//! The HTTP side of the client: TLS trust, timeouts, request ids, login with a token cache,
+//! one re-login on 401, and retries of transient failures.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use jiff::Timestamp;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Method, Url};
+use tokio::sync::Mutex;
+
+use super::auth::{
+    CachedToken, CredentialError, CredentialSource, Credentials, Secret, cache_key,
+    parse_expires_after, parse_login_answer, refresh_at,
+};
+use super::error::{ApiError, CallKind, StatusError, TransportError};
+use super::retry::{RetryPolicy, parse_retry_after};
+
+/// The header the API uses to correlate a request in its logs; it honours one sent by the client.
+pub const REQUEST_ID_HEADER: &str = "X-Request-ID";
+const LOGIN_PATH: &str = "/v1/users/login";
+/// Bodies here are PEM bundles and small JSON envelopes; anything larger is not the API.
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Which certificates the client trusts for the webapp.
+#[derive(Clone)]
+pub enum TlsTrust {
+    /// The system's roots (a webapp with a publicly trusted certificate).
+    SystemRoots,
+    /// Only the certificates in this PEM text: the webapp's own CA or self-signed certificate.
+    CaPem(String),
+    /// No verification at all, like `curl -k`. Logged as a warning on every client build and
+    /// reported by [`OnPremClient::tls_verification_disabled`].
+    InsecureSkipVerify,
+}
+
+impl fmt::Debug for TlsTrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsTrust::SystemRoots => f.write_str("SystemRoots"),
+            TlsTrust::CaPem(pem) => write!(f, "CaPem({} bytes)", pem.len()),
+            TlsTrust::InsecureSkipVerify => f.write_str("InsecureSkipVerify"),
+        }
+    }
+}
+
+/// Everything needed to build a client except the credentials.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `https://host:port`, optionally with a path prefix; no credentials in it.
+    pub base_url: String,
+    pub tls: TlsTrust,
+    /// Limit on establishing the TCP and TLS connection.
+    pub connect_timeout: Duration,
+    /// Limit on one whole request, from sending to the last byte of the answer.
+    pub request_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl ClientConfig {
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+    pub fn new(base_url: impl Into<String>, tls: TlsTrust) -> Self {
+        ClientConfig {
+            base_url: base_url.into(),
+            tls,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// A client for one On-Premises API installation. Cheap to clone; clones share the token cache.
+#[derive(Clone)]
+pub struct OnPremClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base_url: String,
+    retry: RetryPolicy,
+    credentials: Arc<dyn CredentialSource>,
+    token: Mutex<Option<CachedToken>>,
+    insecure: bool,
+}
+
+impl fmt::Debug for OnPremClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OnPremClient")
+            .field("base_url", &self.inner.base_url)
+            .field("insecure", &self.inner.insecure)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One logical API call, possibly sent several times.
+pub(crate) struct Call {
+    pub method: Method,
+    pub path: &'static str,
+    /// Content type and body.
+    pub body: Option<(&'static str, Vec<u8>)>,
+    /// Whether a 404 is an answer the caller interprets rather than an error.
+    pub accept_not_found: bool,
+}
+
+/// What the server answered to one request.
+pub(crate) struct Answer {
+    pub status: u16,
+    pub request_id: Option<String>,
+    pub retry_after: Option<Duration>,
+    /// The server's `Date`, to measure token lifetimes on the server's clock.
+    pub date: Option<Timestamp>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+enum Auth<'a> {
+    Basic {
+        username: &'a str,
+        password: &'a Secret,
+    },
+    Bearer(&'a Secret),
+}
+
+impl OnPremClient {
+    /// Builds a client. Fails on a URL that is not `https://` or holds credentials, and on a CA
+    /// PEM without certificates.
+    pub fn new(
+        config: ClientConfig,
+        credentials: Arc<dyn CredentialSource>,
+    ) -> Result<Self, ApiError> {
+        crate::tls::install_crypto_provider();
+        let base_url = validate_base_url(&config.base_url)?;
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            // A redirect would carry the Authorization header somewhere the user did not name.
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(true)
+            .user_agent(concat!("webhook-ca-operator/", env!("CARGO_PKG_VERSION")));
+        let insecure = matches!(config.tls, TlsTrust::InsecureSkipVerify);
+        match &config.tls {
+            TlsTrust::SystemRoots => {}
+            TlsTrust::CaPem(pem) => {
+                let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
+                    ApiError::Config(format!("the CA PEM for the API is not valid: {e}"))
+                })?;
+                if certs.is_empty() {
+                    return Err(ApiError::Config(
+                        "the CA PEM for the API holds no certificate".into(),
+                    ));
+                }
+                builder = builder.tls_certs_only(certs);
+            }
+            TlsTrust::InsecureSkipVerify => {
+                tracing::warn!(
+                    url = %base_url,
+                    "TLS certificate verification for the On-Premises API is DISABLED \
+                     (insecure): anyone on the path can read the credentials and the bundle"
+                );
+                builder = builder.tls_danger_accept_invalid_certs(true);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ApiError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(OnPremClient {
+            inner: Arc::new(Inner {
+                http,
+                base_url,
+                retry: config.retry,
+                credentials,
+                token: Mutex::new(None),
+                insecure,
+            }),
+        })
+    }
+
+    /// The base URL calls go to, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
+    /// Whether this client skips TLS verification; callers surface it (status, Events, stderr).
+    pub fn tls_verification_disabled(&self) -> bool {
+        self.inner.insecure
+    }
+
+    /// Sends `call` with authentication, retrying transient failures. Returns the answer when it
+    /// is a success (or an accepted 404), else the typed error of the last attempt.
+    pub(crate) async fn call(&self, call: &Call) -> Result<Answer, ApiError> {
+        let policy = &self.inner.retry;
+        let mut retry = 0;
+        loop {
+            match self.authorized_once(call).await {
+                Ok(answer) => return Ok(answer),
+                Err(err) if err.is_transient() && retry + 1 < policy.max_attempts => {
+                    // ThreadRng is not Send: draw the delay before the await.
+                    let delay = policy.delay(retry, err.retry_after(), &mut rand::rng());
+                    tracing::warn!(
+                        method = %call.method,
+                        path = call.path,
+                        reason = err.metric_label(),
+                        request_id = err.request_id().unwrap_or("-"),
+                        attempt = retry + 1,
+                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        "transient On-Premises API failure, retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    retry += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// One attempt: fresh credentials, a token (cached or from a login), the request, and on a
+    /// 401 one re-login and resend.
+    async fn authorized_once(&self, call: &Call) -> Result<Answer, ApiError> {
+        let credentials = self.inner.credentials.credentials().await?;
+        match &credentials {
+            Credentials::Token(token) => {
+                let answer = self.send(call, Auth::Bearer(token)).await?;
+                self.accept(CallKind::Api, call, answer)
+            }
+            Credentials::Login { username, password } => {
+                let token = self.token(username, password, None).await?;
+                let answer = self.send(call, Auth::Bearer(&token)).await?;
+                if answer.status != 401 {
+                    return self.accept(CallKind::Api, call, answer);
+                }
+                tracing::debug!(
+                    method = %call.method,
+                    path = call.path,
+                    request_id = answer.request_id.as_deref().unwrap_or("-"),
+                    "token refused, logging in again once"
+                );
+                let token = self.token(username, password, Some(&token)).await?;
+                let answer = self.send(call, Auth::Bearer(&token)).await?;
+                self.accept(CallKind::Api, call, answer)
+            }
+        }
+    }
+
+    /// A token for these credentials: the cached one while it is fresh and was not just
+    /// refused, else a new login. Holding the lock through the login makes concurrent callers
+    /// wait for one login instead of each doing their own.
+    async fn token(
+        &self,
+        username: &str,
+        password: &Secret,
+        refused: Option<&Secret>,
+    ) -> Result<Secret, ApiError> {
+        let key = cache_key(username, password);
+        let mut slot = self.inner.token.lock().await;
+        if let Some(cached) = slot.as_ref() {
+            // A different token than the refused one means another caller already logged in.
+            let was_refused = refused.is_some_and(|r| r.expose() == cached.token.expose());
+            if !was_refused && cached.usable_for(&key, Timestamp::now()) {
+                return Ok(cached.token.clone());
+            }
+        }
+        *slot = None;
+        let fresh = self.login(username, password, key).await?;
+        let token = fresh.token.clone();
+        *slot = Some(fresh);
+        Ok(token)
+    }
+
+    async fn login(
+        &self,
+        username: &str,
+        password: &Secret,
+        key: [u8; 32],
+    ) -> Result<CachedToken, ApiError> {
+        let call = Call {
+            method: Method::POST,
+            path: LOGIN_PATH,
+            body: None,
+            accept_not_found: false,
+        };
+        let answer = self.send(&call, Auth::Basic { username, password }).await?;
+        let answer = self.accept(CallKind::Login, &call, answer)?;
+        let parsed =
+            parse_login_answer(&answer.body).map_err(|message| ApiError::InvalidResponse {
+                method: call.method.clone(),
+                path: call.path.to_owned(),
+                status: answer.status,
+                request_id: answer.request_id.clone(),
+                message: message.to_owned(),
+            })?;
+        let expires = parsed
+            .expires_after
+            .as_deref()
+            .and_then(parse_expires_after);
+        if parsed.expires_after.is_some() && expires.is_none() {
+            tracing::warn!(
+                request_id = answer.request_id.as_deref().unwrap_or("-"),
+                "login answer has an unreadable expires_after; the token will be renewed early"
+            );
+        }
+        let server_now = answer.date.unwrap_or_else(Timestamp::now);
+        let lifetime = expires.map(|at| at.duration_since(server_now));
+        Ok(CachedToken {
+            key,
+            token: parsed.token,
+            refresh_at: refresh_at(Timestamp::now(), lifetime),
+        })
+    }
+
+    fn accept(&self, kind: CallKind, call: &Call, answer: Answer) -> Result<Answer, ApiError> {
+        if answer.is_success() || (call.accept_not_found && answer.status == 404) {
+            return Ok(answer);
+        }
+        Err(StatusError::from_response(
+            kind,
+            call.method.clone(),
+            call.path,
+            answer.status,
+            &answer.body,
+            answer.request_id,
+            answer.retry_after,
+        )
+        .into())
+    }
+
+    /// One HTTP exchange, with a fresh request id, logged without headers or bodies.
+    async fn send(&self, call: &Call, auth: Auth<'_>) -> Result<Answer, ApiError> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let transport = |message: String| TransportError {
+            method: call.method.clone(),
+            path: call.path.to_owned(),
+            request_id: request_id.clone(),
+            message,
+        };
+        let mut request = self
+            .inner
+            .http
+            .request(
+                call.method.clone(),
+                format!("{}{}", self.inner.base_url, call.path),
+            )
+            .header(REQUEST_ID_HEADER, &request_id)
+            .header(header::AUTHORIZATION, authorization(&auth)?);
+        if let Some((content_type, body)) = &call.body {
+            // Set by hand: the webapp compares the header string and refuses any parameter.
+            request = request
+                .header(header::CONTENT_TYPE, *content_type)
+                .body(body.clone());
+        }
+        let started = Instant::now();
+        let outcome = match request.send().await {
+            Ok(response) => read_answer(response).await,
+            Err(e) => Err(ReadError::Http(e)),
+        };
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match outcome {
+            Ok(mut answer) => {
+                tracing::debug!(
+                    method = %call.method,
+                    path = call.path,
+                    status = answer.status,
+                    duration_ms,
+                    request_id = %request_id,
+                    "On-Premises API call"
+                );
+                answer.request_id.get_or_insert(request_id);
+                Ok(answer)
+            }
+            Err(ReadError::Http(e)) => {
+                let err = classify_transport(&e, transport(error_chain(&e)));
+                tracing::debug!(
+                    method = %call.method,
+                    path = call.path,
+                    reason = err.metric_label(),
+                    duration_ms,
+                    request_id = %request_id,
+                    "On-Premises API call failed"
+                );
+                Err(err)
+            }
+            Err(ReadError::TooLarge(status)) => Err(ApiError::InvalidResponse {
+                method: call.method.clone(),
+                path: call.path.to_owned(),
+                status,
+                request_id: Some(request_id),
+                message: format!("answer body larger than {MAX_BODY_BYTES} bytes"),
+            }),
+        }
+    }
+}
+
+fn validate_base_url(raw: &str) -> Result<String, ApiError> {
+    // The parse error is reported without the input: a URL may carry a password.
+    let url = Url::parse(raw.trim())
+        .map_err(|e| ApiError::Config(format!("the API URL is not a valid URL: {e}")))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ApiError::Config(
+            "the API URL must not contain credentials; supply them separately".into(),
+        ));
+    }
+    if url.scheme() != "https" {
+        return Err(ApiError::Config(format!(
+            "the API URL must use https, not {}",
+            url.scheme()
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ApiError::Config(
+            "the API URL must not have a query or fragment".into(),
+        ));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+fn authorization(auth: &Auth<'_>) -> Result<HeaderValue, ApiError> {
+    let (value, what) = match auth {
+        Auth::Basic { username, password } => {
+            let pair = format!("{username}:{}", password.expose());
+            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+            (format!("Basic {encoded}"), "username")
+        }
+        Auth::Bearer(token) => (format!("Bearer {}", token.expose().trim()), "token"),
+    };
+    let mut value = HeaderValue::from_str(&value).map_err(|_| {
+        CredentialError::new(format!(
+            "the {what} holds characters not allowed in an HTTP header"
+        ))
+    })?;
+    // Keeps the value out of any Debug output of the request (reqwest, hyper).
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+enum ReadError {
+    Http(reqwest::Error),
+    TooLarge(u16),
+}
+
+impl From<reqwest::Error> for ReadError {
+    fn from(e: reqwest::Error) -> Self {
+        ReadError::Http(e)
+    }
+}
+
+async fn read_answer(mut response: reqwest::Response) -> Result<Answer, ReadError> {
+    let status = response.status().as_u16();
+    let headers = response.headers();
+    let request_id = header_text(headers, REQUEST_ID_HEADER).map(str::to_owned);
+    let retry_after = header_text(headers, header::RETRY_AFTER.as_str())
+        .and_then(|v| parse_retry_after(v, Timestamp::now()));
+    let date = header_text(headers, header::DATE.as_str()).and_then(|v| {
+        jiff::fmt::rfc2822::DateTimeParser::new()
+            .parse_timestamp(v)
+            .ok()
+    });
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ReadError::TooLarge(status));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Answer {
+        status,
+        request_id,
+        retry_after,
+        date,
+        body,
+    })
+}
+
+fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The error and its sources on one line, without repeats (hyper and reqwest often wrap the
+/// same message twice).
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}
+
+fn classify_transport(err: &reqwest::Error, transport: TransportError) -> ApiError {
+    let transport = Box::new(transport);
+    if is_tls_failure(err) {
+        ApiError::Tls(transport)
+    } else if err.is_timeout() {
+        ApiError::Timeout(transport)
+    } else if err.is_builder() {
+        ApiError::Config(transport.message)
+    } else {
+        // Connect errors, resets and a connection closed mid-answer are all "the API was not
+        // there for this request": transient.
+        ApiError::Connect(transport)
+    }
+}
+
+/// Whether a rustls error sits in the chain. `io::Error` hides its inner error from `source()`,
+/// so that link is opened by hand.
+fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_rules() {
+        assert_eq!(
+            validate_base_url("https://webapp.wa.svc:443/").unwrap(),
+            "https://webapp.wa.svc"
+        );
+        assert_eq!(
+            validate_base_url(" https://10.0.0.1:9090/prefix/ ").unwrap(),
+            "https://10.0.0.1:9090/prefix"
+        );
+        for bad in [
+            "http://webapp:443",
+            "https://admin:pw@webapp",
+            "https://webapp/?x=1",
+            "webapp:443",
+            "",
+        ] {
+            let err = validate_base_url(bad).unwrap_err();
+            assert_eq!(err.metric_label(), "Config", "{bad}");
+        }
+        let err = validate_base_url("https://admin:S3cret!@webapp").unwrap_err();
+        assert!(!err.to_string().contains("S3cret"), "{err}");
+    }
+
+    #[test]
+    fn authorization_headers_are_sensitive_and_well_formed() {
+        let password = Secret::new("Passw0rd!");
+        let basic = authorization(&Auth::Basic {
+            username: "admin",
+            password: &password,
+        })
+        .unwrap();
+        assert!(basic.is_sensitive());
+        let expected = base64::engine::general_purpose::STANDARD.encode("admin:Passw0rd!");
+        assert_eq!(basic.to_str().unwrap(), format!("Basic {expected}"));
+        assert!(!format!("{basic:?}").contains(&expected));
+
+        let token = Secret::new("tok.en\n");
+        let bearer = authorization(&Auth::Bearer(&token)).unwrap();
+        assert_eq!(bearer.to_str().unwrap(), "Bearer tok.en");
+
+        let broken = Secret::new("a\nb");
+        let err = authorization(&Auth::Bearer(&broken)).unwrap_err();
+        assert_eq!(err.metric_label(), "Credentials");
+        assert!(!err.to_string().contains("a\nb"));
+    }
+
+    #[test]
+    fn tls_errors_are_found_behind_io_errors() {
+        let inner = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        assert!(is_tls_failure(&inner));
+        let plain = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(!is_tls_failure(&plain));
+    }
+
+    #[test]
+    fn error_chain_joins_without_repeats() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(error_chain(&inner), "refused");
+    }
+
+    #[test]
+    fn ca_pem_without_certificates_is_refused() {
+        let config = ClientConfig::new("https://127.0.0.1:1", TlsTrust::CaPem("not a pem".into()));
+        let err = OnPremClient::new(config, Arc::new(Credentials::token("t"))).unwrap_err();
+        assert_eq!(err.metric_label(), "Config");
+        assert_eq!(
+            format!("{:?}", TlsTrust::CaPem("abc".into())),
+            "CaPem(3 bytes)"
+        );
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_a_transient_connect_error() {
+        // Bind then drop to get a port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut config = ClientConfig::new(
+            format!("https://127.0.0.1:{port}"),
+            TlsTrust::InsecureSkipVerify,
+        );
+        config.retry = RetryPolicy::none();
+        let client = OnPremClient::new(config, Arc::new(Credentials::token("t"))).unwrap();
+        assert!(client.tls_verification_disabled());
+        let Err(err) = client
+            .call(&Call {
+                method: Method::GET,
+                path: "/v1/health",
+                body: None,
+                accept_not_found: false,
+            })
+            .await
+        else {
+            panic!("nothing listens on port {port}");
+        };
+        assert_eq!(err.metric_label(), "Connect", "{err}");
+        assert!(err.is_transient());
+        assert!(err.request_id().is_some());
+    }
+}
