@@ -32,6 +32,18 @@ pub struct CertificateInfo {
     pub source: String,
 }
 
+impl CertificateInfo {
+    /// The first 16 hex digits of the fingerprint, for tables and messages.
+    pub fn short_sha256(&self) -> &str {
+        short_fingerprint(&self.sha256)
+    }
+}
+
+/// The first 16 hex digits of a fingerprint: enough to tell certificates apart in a message.
+pub(crate) fn short_fingerprint(sha256: &str) -> &str {
+    sha256.get(..16).unwrap_or(sha256)
+}
+
 /// Reads `der` as one X.509 certificate. The error is a reason fit for a message: it describes
 /// the structure, never the bytes.
 pub(crate) fn inspect(der: &[u8], source: &str) -> Result<CertificateInfo, String> {

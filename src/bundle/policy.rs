@@ -6,7 +6,7 @@ use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::cert::CertificateInfo;
+use super::cert::{CertificateInfo, short_fingerprint};
 
 /// What to do about a finding: refuse the whole bundle, or build it and report the finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -150,11 +150,6 @@ impl Finding {
             | Finding::EmptySource { source } => source,
         }
     }
-}
-
-/// The first 16 hex digits of a fingerprint: enough to tell certificates apart in a message.
-pub(crate) fn short_fingerprint(sha256: &str) -> &str {
-    sha256.get(..16).unwrap_or(sha256)
 }
 
 impl fmt::Display for Finding {

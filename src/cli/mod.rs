@@ -4,4 +4,5 @@
 pub mod api;
 pub mod bundle;
 pub mod crd;
+pub mod files;
 pub mod sim;
