@@ -2,8 +2,8 @@
 
 use reqwest::Method;
 
-use super::client::{Answer, Call, OnPremClient};
-use super::error::{ApiError, CallKind, ErrorBody, StatusError, parse_error_body};
+use super::client::{Call, OnPremClient};
+use super::error::{ApiError, CallKind, ErrorBody, parse_error_body};
 
 pub const WEBHOOK_CA_PATH: &str = "/v1/certificates/webhooks/ca";
 /// Exactly this, no `charset` parameter: the webapp compares the string and answers 400/1009
@@ -58,16 +58,13 @@ impl OnPremClient {
             return if is_nothing_stored(&answer.body) {
                 Ok(None)
             } else {
-                Err(not_found(&call, answer))
+                Err(answer.into_error(CallKind::Api, &call))
             };
         }
-        stored_bundle(&answer.body).map_err(|message| ApiError::InvalidResponse {
-            method: call.method.clone(),
-            path: call.path.to_owned(),
-            status: answer.status,
-            request_id: answer.request_id,
-            message: message.to_owned(),
-        })
+        match stored_bundle(&answer.body) {
+            Ok(stored) => Ok(stored),
+            Err(message) => Err(answer.invalid(&call, message)),
+        }
     }
 
     /// Stores `pem` as the webhook CA bundle, replacing any stored one. The coreapp nodes must be
@@ -104,19 +101,6 @@ impl OnPremClient {
             DeleteOutcome::Deleted
         })
     }
-}
-
-fn not_found(call: &Call, answer: Answer) -> ApiError {
-    StatusError::from_response(
-        CallKind::Api,
-        call.method.clone(),
-        call.path,
-        answer.status,
-        &answer.body,
-        answer.request_id,
-        answer.retry_after,
-    )
-    .into()
 }
 
 #[cfg(test)]

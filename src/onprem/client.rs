@@ -122,6 +122,31 @@ impl Answer {
     fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
+
+    /// This answer as the typed error of `call`.
+    pub(crate) fn into_error(self, kind: CallKind, call: &Call) -> ApiError {
+        StatusError::from_response(
+            kind,
+            call.method.clone(),
+            call.path,
+            self.status,
+            &self.body,
+            self.request_id,
+            self.retry_after,
+        )
+        .into()
+    }
+
+    /// A success answer of `call` the client could not read; `message` must not quote the body.
+    pub(crate) fn invalid(self, call: &Call, message: &str) -> ApiError {
+        ApiError::InvalidResponse {
+            method: call.method.clone(),
+            path: call.path.to_owned(),
+            status: self.status,
+            request_id: self.request_id,
+            message: message.to_owned(),
+        }
+    }
 }
 
 enum Auth<'a> {
@@ -290,15 +315,13 @@ impl OnPremClient {
             accept_not_found: false,
         };
         let answer = self.send(&call, Auth::Basic { username, password }).await?;
-        let answer = self.accept(CallKind::Login, &call, answer)?;
-        let parsed =
-            parse_login_answer(&answer.body).map_err(|message| ApiError::InvalidResponse {
-                method: call.method.clone(),
-                path: call.path.to_owned(),
-                status: answer.status,
-                request_id: answer.request_id.clone(),
-                message: message.to_owned(),
-            })?;
+        let mut answer = self.accept(CallKind::Login, &call, answer)?;
+        let parsed = match parse_login_answer(&answer.body) {
+            Ok(parsed) => parsed,
+            Err(message) => return Err(answer.invalid(&call, message)),
+        };
+        // The body holds the token: drop it now that the token is out.
+        answer.body.clear();
         let expires = parsed
             .expires_after
             .as_deref()
@@ -322,16 +345,7 @@ impl OnPremClient {
         if answer.is_success() || (call.accept_not_found && answer.status == 404) {
             return Ok(answer);
         }
-        Err(StatusError::from_response(
-            kind,
-            call.method.clone(),
-            call.path,
-            answer.status,
-            &answer.body,
-            answer.request_id,
-            answer.retry_after,
-        )
-        .into())
+        Err(answer.into_error(kind, call))
     }
 
     /// One HTTP exchange, with a fresh request id, logged without headers or bodies.
@@ -514,22 +528,20 @@ fn classify_transport(err: &reqwest::Error, transport: TransportError) -> ApiErr
     }
 }
 
-/// Whether a rustls error sits in the chain. `io::Error` hides its inner error from `source()`,
-/// so that link is opened by hand.
+/// Whether a rustls error sits in the chain. `io::Error::source()` skips the error it wraps
+/// (and tokio-rustls wraps io errors in io errors), so that link is followed with `get_ref()`.
 fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut current = Some(err);
     while let Some(e) = current {
         if e.is::<rustls::Error>() {
             return true;
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io
+        current = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io
                 .get_ref()
-                .is_some_and(|inner| inner.is::<rustls::Error>())
-        {
-            return true;
-        }
-        current = e.source();
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     false
 }
@@ -587,10 +599,11 @@ mod tests {
 
     #[test]
     fn tls_errors_are_found_behind_io_errors() {
-        let inner = std::io::Error::new(
+        // The shape tokio-rustls and hyper-util produce: io error in io error.
+        let inner = std::io::Error::other(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
-        );
+        ));
         assert!(is_tls_failure(&inner));
         let plain = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert!(!is_tls_failure(&plain));

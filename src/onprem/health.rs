@@ -167,13 +167,10 @@ impl OnPremClient {
             accept_not_found: false,
         };
         let answer = self.call(&call).await?;
-        parse_health(&answer.body).map_err(|message| ApiError::InvalidResponse {
-            method: call.method.clone(),
-            path: call.path.to_owned(),
-            status: answer.status,
-            request_id: answer.request_id,
-            message: message.to_owned(),
-        })
+        match parse_health(&answer.body) {
+            Ok(health) => Ok(health),
+            Err(message) => Err(answer.invalid(&call, message)),
+        }
     }
 }
 
