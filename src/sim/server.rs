@@ -1,0 +1,306 @@
+//! Serving: a throwaway CA and server certificate, a TCP (or TLS) accept loop feeding axum, and
+//! a per-connection kill switch so a fault can drop a connection without answering.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::connect_info::Connected;
+use axum::serve::{IncomingStream, Listener};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use rustls::ServerConfig;
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use super::SimError;
+
+/// A slow or silent client must not hold a handshake task forever.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `shutdown` waits for open connections to finish before cutting them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The server's TLS configuration and the PEM of the CA that signed its certificate.
+pub(crate) struct TlsMaterial {
+    pub ca_pem: String,
+    pub config: Arc<ServerConfig>,
+}
+
+/// A fresh CA and a server certificate for `localhost`, `127.0.0.1` and `::1`, signed by it.
+/// Clients trust the CA, as they would an installation's internal CA.
+pub(crate) fn generate_tls() -> Result<TlsMaterial, SimError> {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "webhook-ca-operator simulator CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+
+    let mut leaf_params = CertificateParams::new(vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ])?;
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf_key = KeyPair::generate()?;
+    let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
+
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    let mut config = ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsMaterial {
+        ca_pem: ca.pem(),
+        config: Arc::new(config),
+    })
+}
+
+/// What a handler knows about its connection: the peer, and the switch that drops it.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnMeta {
+    pub peer: SocketAddr,
+    kill: Arc<AtomicBool>,
+}
+
+impl ConnMeta {
+    /// Makes every further read and write on the connection fail, so hyper drops it without
+    /// sending the response in hand.
+    pub fn kill(&self) {
+        self.kill.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Connected<IncomingStream<'_, SimListener>> for ConnMeta {
+    fn connect_info(stream: IncomingStream<'_, SimListener>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
+
+/// What a connection runs over: a TCP stream, or TLS on one.
+trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
+
+/// A served connection, plain or TLS, that fails all I/O once its kill switch is set.
+pub(crate) struct SimIo {
+    stream: Box<dyn Transport>,
+    kill: Arc<AtomicBool>,
+}
+
+impl SimIo {
+    /// The stream to use, or the error every I/O call gets once the connection is killed.
+    fn live(&mut self) -> io::Result<Pin<&mut dyn Transport>> {
+        if self.kill.load(Ordering::SeqCst) {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "connection dropped by an injected fault",
+            ));
+        }
+        Ok(Pin::new(self.stream.as_mut()))
+    }
+}
+
+impl AsyncRead for SimIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut().live() {
+            Ok(s) => s.poll_read(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl AsyncWrite for SimIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut().live() {
+            Ok(s) => s.poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut().live() {
+            Ok(s) => s.poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut().live() {
+            Ok(s) => s.poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+/// Hands axum connections whose TLS handshake already finished in a task of their own, so one
+/// slow handshake does not hold up the others.
+pub(crate) struct SimListener {
+    ready: mpsc::Receiver<(SimIo, ConnMeta)>,
+    local: SocketAddr,
+}
+
+impl Listener for SimListener {
+    type Io = SimIo;
+    type Addr = ConnMeta;
+
+    async fn accept(&mut self) -> (SimIo, ConnMeta) {
+        match self.ready.recv().await {
+            Some(conn) => conn,
+            // The accept loop is gone (shutting down): no connection will ever come.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<ConnMeta> {
+        Ok(ConnMeta {
+            peer: self.local,
+            kill: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+/// A running server: its address and the tasks to stop.
+pub(crate) struct Running {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    accept: JoinHandle<()>,
+    serve: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets open requests finish, and cuts what is left after a grace time.
+    pub async fn shutdown(mut self) {
+        self.signal_stop();
+        if let Some(serve) = self.serve.take() {
+            let abort = serve.abort_handle();
+            if tokio::time::timeout(SHUTDOWN_GRACE, serve).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+
+    fn signal_stop(&mut self) {
+        self.accept.abort();
+        if let Some(stop) = self.stop.take() {
+            // Err only means the server task already ended.
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.signal_stop();
+    }
+}
+
+/// Binds `bind` and serves `app` on it (over TLS when `tls` is given) until shut down.
+pub(crate) async fn spawn(
+    bind: SocketAddr,
+    tls: Option<Arc<ServerConfig>>,
+    app: Router,
+) -> Result<Running, SimError> {
+    let tcp = TcpListener::bind(bind)
+        .await
+        .map_err(|source| SimError::Bind { addr: bind, source })?;
+    let addr = tcp
+        .local_addr()
+        .map_err(|source| SimError::Bind { addr: bind, source })?;
+    let (ready_tx, ready) = mpsc::channel(64);
+    let accept = tokio::spawn(accept_loop(tcp, tls.map(TlsAcceptor::from), ready_tx));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let listener = SimListener { ready, local: addr };
+    let serve = tokio::spawn(async move {
+        let server = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<ConnMeta>(),
+        )
+        .with_graceful_shutdown(async move {
+            // Err means the handle was dropped, which is a stop request as well.
+            let _ = stopped.await;
+        });
+        if let Err(e) = server.await {
+            tracing::warn!(error = %e, "simulator server ended with an error");
+        }
+    });
+    Ok(Running {
+        addr,
+        stop: Some(stop),
+        accept,
+        serve: Some(serve),
+    })
+}
+
+async fn accept_loop(
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
+    ready: mpsc::Sender<(SimIo, ConnMeta)>,
+) {
+    loop {
+        let (socket, peer) = match tcp.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Typically out of file descriptors: back off instead of spinning.
+                tracing::warn!(error = %e, "simulator accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Small JSON answers should not wait for Nagle's algorithm.
+        let _ = socket.set_nodelay(true);
+        let tls = tls.clone();
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let stream: Box<dyn Transport> = match tls {
+                None => Box::new(socket),
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+                        Ok(Ok(s)) => Box::new(s),
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "simulator TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "simulator TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            let kill = Arc::new(AtomicBool::new(false));
+            let io = SimIo {
+                stream,
+                kill: Arc::clone(&kill),
+            };
+            // Err means the server is shutting down; the connection is dropped with it.
+            let _ = ready.send((io, ConnMeta { peer, kill })).await;
+        });
+    }
+}
