@@ -67,6 +67,15 @@ fn seen(sim: &Simulator, method: &str, path: &str) -> usize {
         .count()
 }
 
+/// The statuses answered on `path`, oldest first; `None` where the connection was dropped.
+fn statuses(sim: &Simulator, path: &str) -> Vec<Option<u16>> {
+    sim.requests()
+        .iter()
+        .filter(|r| r.path == path)
+        .map(|r| r.status)
+        .collect()
+}
+
 fn ca_cert(common_name: &str) -> (String, rcgen::KeyPair) {
     let key = rcgen::KeyPair::generate().expect("key generates");
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
@@ -179,12 +188,7 @@ async fn a_refused_token_costs_one_relogin() {
     sim.revoke_tokens();
     client.get_webhook_ca().await.expect("get after revocation");
     assert_eq!(seen(&sim, "POST", LOGIN), 2);
-    let statuses: Vec<Option<u16>> = sim
-        .requests()
-        .iter()
-        .filter(|r| r.path == WEBHOOK_CA_PATH)
-        .map(|r| r.status)
-        .collect();
+    let statuses = statuses(&sim, WEBHOOK_CA_PATH);
     assert_eq!(statuses, [Some(404), Some(401), Some(404)]);
 }
 
@@ -454,12 +458,7 @@ async fn a_dropped_connection_is_retried() {
     let client = client(&sim);
     sim.inject(Fault::disconnect().on_path(WEBHOOK_CA_PATH));
     assert_eq!(client.get_webhook_ca().await.expect("get"), None);
-    let statuses: Vec<Option<u16>> = sim
-        .requests()
-        .iter()
-        .filter(|r| r.path == WEBHOOK_CA_PATH)
-        .map(|r| r.status)
-        .collect();
+    let statuses = statuses(&sim, WEBHOOK_CA_PATH);
     assert_eq!(statuses, [None, Some(404)]);
 }
 
@@ -580,12 +579,7 @@ async fn health_rate_limit_is_waited_out() {
         .health()
         .await
         .expect("second health, after Retry-After");
-    let statuses: Vec<Option<u16>> = sim
-        .requests()
-        .iter()
-        .filter(|r| r.path == "/v1/health")
-        .map(|r| r.status)
-        .collect();
+    let statuses = statuses(&sim, "/v1/health");
     assert_eq!(statuses.first(), Some(&Some(200)));
     assert_eq!(statuses.last(), Some(&Some(200)));
     assert!(statuses.contains(&Some(429)), "{statuses:?}");

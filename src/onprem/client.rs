@@ -232,7 +232,9 @@ impl OnPremClient {
                 Err(err) if err.is_transient() && retry + 1 < policy.max_attempts => {
                     // ThreadRng is not Send: draw the delay before the await.
                     let delay = policy.delay(retry, err.retry_after(), &mut rand::rng());
-                    tracing::warn!(
+                    // Info, not warn: a retried failure is routine; the final error is what
+                    // the caller reports.
+                    tracing::info!(
                         method = %call.method,
                         path = call.path,
                         reason = err.metric_label(),
