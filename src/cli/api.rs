@@ -8,7 +8,7 @@
 //! Exit codes: 0 done; 1 failed (message on stderr with reason and request id); 2 usage;
 //! 3 `get` found no bundle stored.
 
-use std::io::{self, IsTerminal as _, Write as _};
+use std::io::{self, IsTerminal as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use jiff::Timestamp;
 
+use super::files::{self, InputError};
 use crate::bundle::{self, Bundle, BundleError, Policy, SourceInput};
 use crate::onprem::{
     ApiError, ClientConfig, Credentials, DeleteOutcome, Health, OnPremClient, TlsTrust,
@@ -78,7 +79,7 @@ enum ApiCommand {
     /// Build the bundle from FILEs (as `bundle build` does) and upload it. Private keys and
     /// invalid input are refused before any request.
     Push {
-        /// PEM files, merged in this order.
+        /// PEM files, merged in this order; `-` reads standard input.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         /// Show what would be uploaded and whether it differs from the stored bundle; upload
@@ -100,6 +101,8 @@ enum CliError {
     Usage(String),
     #[error("{path}: {source}")]
     Read { path: String, source: io::Error },
+    #[error(transparent)]
+    Input(#[from] InputError),
     #[error("refused: {0}")]
     Bundle(#[from] BundleError),
     #[error("{}: {source}", source.reason())]
@@ -129,7 +132,7 @@ pub async fn run(args: ApiArgs) -> ExitCode {
             let line = err.to_string().replace(['\n', '\r'], " ");
             eprintln!("{PROGRAM}: error: {line}");
             match err {
-                CliError::Usage(_) => ExitCode::from(2),
+                CliError::Usage(_) | CliError::Input(InputError::StdinTwice) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
             }
         }
@@ -157,7 +160,7 @@ async fn execute(args: ApiArgs) -> Result<Done, CliError> {
         ApiCommand::Push { files, dry_run } => {
             // Input first: a key or a broken file is refused before anything else, the
             // network included.
-            let sources = read_sources(&files).await?;
+            let sources = files::read_sources(&files).await?;
             let inputs: Vec<SourceInput<'_>> = sources
                 .iter()
                 .map(|(source, pem)| SourceInput { source, pem })
@@ -330,14 +333,6 @@ fn resolve_credentials(
     }
 }
 
-async fn read_sources(files: &[PathBuf]) -> Result<Vec<(String, String)>, CliError> {
-    let mut sources = Vec::with_capacity(files.len());
-    for file in files {
-        sources.push((file.display().to_string(), read_text(file).await?));
-    }
-    Ok(sources)
-}
-
 /// The file as text; bytes that are not UTF-8 become U+FFFD, which the PEM scanner ignores.
 async fn read_text(path: &Path) -> Result<String, CliError> {
     let bytes = tokio::fs::read(path)
@@ -357,11 +352,7 @@ async fn read_optional(path: Option<&Path>) -> Result<Option<String>, CliError> 
 }
 
 fn write_stdout(text: &str) -> Result<(), CliError> {
-    let mut stdout = io::stdout().lock();
-    stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-        .map_err(CliError::Write)
+    files::write_stdout(text).map_err(CliError::Write)
 }
 
 #[cfg(test)]
