@@ -88,6 +88,12 @@ pub fn build(inputs: &[SourceInput<'_>], policy: &Policy) -> Result<Bundle, Bund
         };
         let mut certificates_in_source = 0;
         for block in pem::scan(input.pem).map_err(invalid_pem)? {
+            // The text check above bounds its look-ahead; a label padded past it is caught here.
+            if pem::is_private_key_label(block.label) {
+                return Err(BundleError::PrivateKey {
+                    source_name: input.source.to_owned(),
+                });
+            }
             if !block.is_certificate() {
                 findings.push(Finding::IgnoredBlock {
                     source: input.source.to_owned(),

@@ -23,6 +23,9 @@ const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
+/// How far after `-----BEGIN` or `-----END` a private key label is looked for.
+const MAX_LABEL_SCAN: usize = 200;
+
 /// Longest label shown in an error; anything longer is not a label a person wrote.
 const MAX_SHOWN_LABEL: usize = 40;
 
@@ -156,14 +159,28 @@ pub(crate) fn mentions_private_key(text: &str) -> bool {
     let upper = text.to_ascii_uppercase();
     [BEGIN, END].iter().any(|marker| {
         upper.match_indices(marker).any(|(at, _)| {
-            let after = &upper[at + marker.len()..];
-            let line_end = after.find(['\n', '\r']).unwrap_or(after.len());
-            let line = &after[..line_end];
-            let label = line.find(DASHES).map_or(line, |end| &line[..end]);
-            let label: Vec<&str> = label.split_whitespace().collect();
-            label.join(" ").contains("PRIVATE KEY")
+            // Bounded so that a long line full of markers costs linear time, not quadratic.
+            let after = &upper.as_bytes()[at + marker.len()..];
+            let window = &after[..after.len().min(MAX_LABEL_SCAN)];
+            let line = window
+                .split(|&b| b == b'\n' || b == b'\r')
+                .next()
+                .unwrap_or_default();
+            let line = String::from_utf8_lossy(line);
+            let label = line.find(DASHES).map_or(&*line, |end| &line[..end]);
+            is_private_key_label(label)
         })
     })
+}
+
+/// Whether a block label names a private key of any kind (`PRIVATE KEY`, `RSA PRIVATE KEY`,
+/// `ENCRYPTED PRIVATE KEY`, `OPENSSH PRIVATE KEY`, ...), whatever its case and spacing.
+pub(crate) fn is_private_key_label(label: &str) -> bool {
+    let words: Vec<String> = label
+        .split_whitespace()
+        .map(str::to_ascii_uppercase)
+        .collect();
+    words.join(" ").contains("PRIVATE KEY")
 }
 
 /// Appends `der` to `out` in the canonical form: RFC 7468 strict, 64-column base64, LF only.

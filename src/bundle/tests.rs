@@ -155,6 +155,18 @@ fn every_kind_of_key_label_is_refused() {
     }
 }
 
+#[test]
+fn a_key_label_padded_far_from_its_dashes_is_still_refused() {
+    let root = ca("Internal CA");
+    let pad = " ".repeat(500);
+    let text = format!(
+        "{}-----BEGIN{pad}PRIVATE KEY-----\nAAAA\n-----END{pad}PRIVATE KEY-----\n",
+        root.pem
+    );
+    let err = build(&[input("padded.pem", &text)], &policy()).expect_err("refused");
+    assert!(matches!(err, BundleError::PrivateKey { .. }), "{err}");
+}
+
 /// Key material put where the engine reads certificates, in every way that yields an error:
 /// whichever error it is, neither its Display nor its Debug carries the key.
 #[test]
