@@ -184,10 +184,7 @@ async fn docs_variant_round_trip_over_https() {
 #[tokio::test]
 async fn code_variant_headers_bodies_and_json_404() {
     let (sim, c, token) = admin_session(SimConfig {
-        responses: sim::Responses {
-            variant: Variant::Code,
-            ..Default::default()
-        },
+        variant: Variant::Code,
         ..SimConfig::default()
     })
     .await;
@@ -820,6 +817,107 @@ async fn control_api_drives_the_simulator_over_http() {
         StatusCode::NOT_FOUND,
         "no control token, no control API"
     );
+}
+
+#[tokio::test]
+async fn control_api_sets_core_health_latency_and_revokes_tokens() {
+    let (sim, c, token) = admin_session(SimConfig {
+        control_token: Some("ctl-token".to_owned()),
+        ..SimConfig::default()
+    })
+    .await;
+    let control = |method: reqwest::Method, path: &str| {
+        c.request(method, format!("{}/_sim/{path}", sim.url()))
+            .bearer_auth("ctl-token")
+    };
+    let put = |path: &str, body: Value| control(reqwest::Method::PUT, path).json(&body).send();
+
+    put("core", json!({"unreachable": true}))
+        .await
+        .expect("core");
+    let r = call(&c, &sim, reqwest::Method::GET, CA, &token).await;
+    assert_eq!(api_error(r).await, (500, 1014));
+    put("core", json!({"unreachable": false}))
+        .await
+        .expect("core");
+
+    let report = json!({"mode": "multi", "nodes": [
+        {"name": "wacore1:wacore1", "role": "coreapp", "gateway_status": "connected"},
+        {"name": "wacore2:wacore2", "role": "coreapp", "unreachable": true},
+    ]});
+    let r = put("health", report).await.expect("health");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let v: Value = call(&c, &sim, reqwest::Method::GET, "/v1/health", &token)
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        v["health"]["wacore1:wacore1"]["gateway_status"],
+        "connected"
+    );
+    assert!(v["health"]["wacore2:wacore2"]["errors"].is_array());
+
+    let fault = json!({"kind": "disconnect", "times": 3, "path": "/v1/users/logout"});
+    control(reqwest::Method::POST, "faults")
+        .json(&fault)
+        .send()
+        .await
+        .expect("arm");
+    let armed: Value = control(reqwest::Method::GET, "faults")
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(armed[0]["kind"], "disconnect");
+    assert_eq!(armed[0]["times"], 3);
+    control(reqwest::Method::DELETE, "faults")
+        .send()
+        .await
+        .expect("clear");
+    assert!(sim.pending_faults().is_empty());
+    let bad = json!({"kind": "error", "status": 1016, "code": 1016});
+    let r = control(reqwest::Method::POST, "faults")
+        .json(&bad)
+        .send()
+        .await
+        .expect("arm");
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "1016 is not an HTTP status"
+    );
+
+    // Latency shows as a client timeout, then goes away again.
+    put("latency", json!({"millis": 3000}))
+        .await
+        .expect("latency");
+    let err = c
+        .get(format!("{}/v1/health", sim.url()))
+        .bearer_auth(&token)
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await
+        .expect_err("slower than the client waits");
+    assert!(err.is_timeout(), "{err}");
+    put("latency", json!({"millis": 0})).await.expect("latency");
+
+    let r = control(reqwest::Method::DELETE, "tokens")
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = call(&c, &sim, reqwest::Method::GET, "/v1/health", &token).await;
+    assert_eq!(api_error(r).await, (401, 1005), "tokens revoked");
+
+    assert!(!sim.requests().is_empty());
+    control(reqwest::Method::DELETE, "requests")
+        .send()
+        .await
+        .expect("clear log");
+    assert!(sim.requests().is_empty());
 }
 
 /// Stops the spawned simulator (by its own handle) even when an assertion fails first.

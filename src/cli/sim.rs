@@ -145,10 +145,7 @@ async fn start(args: &SimArgs) -> Result<sim::Simulator, SetupError> {
         api_key,
         token_lifetime: args.token_lifetime,
         token_grace: args.token_grace,
-        responses: sim::Responses {
-            variant: args.variant.into(),
-            ..sim::Responses::default()
-        },
+        variant: args.variant.into(),
         health_rate_limit: defaults.health_rate_limit.filter(|_| !args.no_rate_limits),
         login_failure_limit: defaults
             .login_failure_limit
@@ -172,7 +169,7 @@ fn load_users(file: Option<&Path>) -> Result<(Vec<SimUser>, Option<String>), Set
         let parsed: UsersFile =
             serde_saphyr::from_str(&text).map_err(|e| SetupError::UsersFile {
                 path: path.to_owned(),
-                message: e.to_string(),
+                message: error_position(&e),
             })?;
         if parsed.users.is_empty() {
             return Err(SetupError::NoUsers);
@@ -182,6 +179,17 @@ fn load_users(file: Option<&Path>) -> Result<(Vec<SimUser>, Option<String>), Set
     match std::env::var(ADMIN_PASSWORD_ENV) {
         Ok(password) if !password.is_empty() => Ok((vec![SimUser::admin("admin", password)], None)),
         _ => Err(SetupError::NoUsers),
+    }
+}
+
+/// Where the users file is wrong, without the parser's message: that may quote a line or a
+/// value of the file, and the file holds passwords.
+fn error_position(e: &serde_saphyr::Error) -> String {
+    const EXPECTED: &str =
+        "expected users: [{username, password, admin, must_change_password}] and api_key";
+    match e.location() {
+        Some(at) => format!("line {}, column {}: {EXPECTED}", at.line(), at.column()),
+        None => EXPECTED.to_owned(),
     }
 }
 
@@ -284,13 +292,20 @@ mod tests {
     }
 
     #[test]
-    fn users_file_with_unknown_field_is_refused() {
+    fn users_file_errors_give_the_position_but_never_the_content() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("users.yaml");
-        std::fs::write(&path, "users:\n  - username: a\n    pasword: typo\n").expect("write");
-        assert!(matches!(
-            load_users(Some(&path)),
-            Err(SetupError::UsersFile { .. })
-        ));
+        std::fs::write(
+            &path,
+            "users:\n  - username: a\n    password: Hidden-Passw0rd!\n    admin: Hidden-Passw0rd!\n",
+        )
+        .expect("write");
+        let err = load_users(Some(&path)).expect_err("admin is not a boolean");
+        let text = err.to_string();
+        assert!(text.contains("line 4"), "{text}");
+        assert!(
+            !text.contains("Hidden"),
+            "the error quotes the file: {text}"
+        );
     }
 }

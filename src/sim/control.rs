@@ -10,12 +10,12 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::envelope;
-use super::model::{Fault, HealthReport, RequestRecord, Responses, ResponsesUpdate};
+use super::model::{Fault, FaultAction, HealthReport, RequestRecord, Responses, ResponsesUpdate};
 use super::state::Shared;
 
 pub(crate) fn routes(shared: Arc<Shared>) -> Router<Arc<Shared>> {
@@ -31,7 +31,7 @@ pub(crate) fn routes(shared: Arc<Shared>) -> Router<Arc<Shared>> {
             get(bundle).put(set_bundle).delete(clear_bundle),
         )
         .route("/_sim/token", post(token))
-        .route("/_sim/tokens", axum::routing::delete(revoke_tokens))
+        .route("/_sim/tokens", delete(revoke_tokens))
         .route("/_sim/latency", put(set_latency))
         .route("/_sim/core", put(set_core))
         .route("/_sim/health", put(set_health))
@@ -65,7 +65,7 @@ async fn faults(State(shared): State<Arc<Shared>>) -> Json<Vec<Fault>> {
 }
 
 async fn add_fault(State(shared): State<Arc<Shared>>, Json(fault): Json<Fault>) -> Response {
-    if let super::FaultAction::Error { status, .. } = fault.action
+    if let FaultAction::Error { status, .. } = fault.action
         && StatusCode::from_u16(status).is_err()
     {
         return (StatusCode::BAD_REQUEST, "status is not an HTTP status code").into_response();

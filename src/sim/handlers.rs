@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 
 use super::envelope::{self, api_error};
 use super::layer::LOGIN_PATH;
-use super::model::{HealthReport, SuccessBody, Variant};
+use super::model::{DeleteMissing, HealthReport, SuccessBody, Variant};
 use super::server::ConnMeta;
 use super::state::{Caller, Inner, LoginOutcome, Shared};
 
@@ -180,7 +180,7 @@ async fn delete_ca(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
         return core_unreachable(version);
     }
     let responses = inner.responses;
-    if inner.bundle.take().is_none() && responses.delete_missing == super::DeleteMissing::NotFound {
+    if inner.bundle.take().is_none() && responses.delete_missing == DeleteMissing::NotFound {
         return not_found(responses.variant, version);
     }
     success(responses.success_body(), version)

@@ -95,7 +95,12 @@ pub struct SimConfig {
     pub token_lifetime: Duration,
     /// How long after expiry a token is still accepted.
     pub token_grace: Duration,
-    pub responses: Responses,
+    /// Which documented behaviour the webhook CA endpoints play.
+    pub variant: Variant,
+    /// The body of a successful POST or DELETE; `None` follows the variant.
+    pub success_body: Option<SuccessBody>,
+    /// What DELETE answers with nothing stored.
+    pub delete_missing: DeleteMissing,
     /// `meta.version` of every answer.
     pub version: String,
     pub health: HealthReport,
@@ -116,7 +121,9 @@ impl Default for SimConfig {
             api_key: None,
             token_lifetime: Duration::from_secs(604_800),
             token_grace: Duration::from_secs(600),
-            responses: Responses::default(),
+            variant: Variant::default(),
+            success_body: None,
+            delete_missing: DeleteMissing::default(),
             version: "v2.53.1".to_owned(),
             health: HealthReport::default(),
             health_rate_limit: Some(RateLimit {
@@ -141,7 +148,9 @@ impl fmt::Debug for SimConfig {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("token_lifetime", &self.token_lifetime)
             .field("token_grace", &self.token_grace)
-            .field("responses", &self.responses)
+            .field("variant", &self.variant)
+            .field("success_body", &self.success_body)
+            .field("delete_missing", &self.delete_missing)
             .field("version", &self.version)
             .field("health", &self.health)
             .field("health_rate_limit", &self.health_rate_limit)

@@ -133,7 +133,11 @@ impl Inner {
             faults: Vec::new(),
             latency: Duration::ZERO,
             core_unreachable: false,
-            responses: cfg.responses,
+            responses: Responses {
+                variant: cfg.variant,
+                success_body: cfg.success_body,
+                delete_missing: cfg.delete_missing,
+            },
             health: cfg.health.clone(),
             token_lifetime: cfg.token_lifetime,
             token_grace: cfg.token_grace,
