@@ -193,6 +193,21 @@ async fn a_refused_token_costs_one_relogin() {
 }
 
 #[tokio::test]
+async fn concurrent_calls_share_one_login() {
+    let sim = start_default().await;
+    let client = client(&sim);
+    let calls = (0..5).map(|_| {
+        let client = client.clone();
+        async move { client.get_webhook_ca().await }
+    });
+    for result in futures::future::join_all(calls).await {
+        assert_eq!(result.expect("get"), None);
+    }
+    assert_eq!(seen(&sim, "POST", LOGIN), 1);
+    assert_eq!(seen(&sim, "GET", WEBHOOK_CA_PATH), 5);
+}
+
+#[tokio::test]
 async fn a_persistent_401_gives_up_after_one_relogin() {
     let sim = start_default().await;
     let client = client(&sim);
