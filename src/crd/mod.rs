@@ -31,6 +31,10 @@ pub const GROUP: &str = "webhookca.io";
 /// step with Secrets, ConfigMaps and inline PEM, and restarts the coreapp nodes after an upload
 /// so that the new bundle takes effect.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[allow(
+    clippy::duplicated_attributes,
+    reason = "each printcolumn(...) repeats type_ = ...; clippy reads them as one attribute list"
+)]
 #[kube(
     group = "webhookca.io",
     version = "v1alpha1",
