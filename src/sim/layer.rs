@@ -56,12 +56,10 @@ pub(crate) async fn around(
             return with_request_id(envelope::empty(StatusCode::PAYLOAD_TOO_LARGE), request_id);
         }
     };
-    let method = parts.method.as_str().to_owned();
-    let path = parts.uri.path().to_owned();
     let mut record = RequestRecord {
         at: jiff::Timestamp::now(),
-        method,
-        path,
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
         content_type: parts
             .headers
             .get(header::CONTENT_TYPE)
@@ -80,16 +78,13 @@ pub(crate) async fn around(
     let response = match fault {
         Some(fault) => {
             record.fault = true;
-            match fault_response(&fault, &shared.version) {
-                Some(r) => Some(r),
-                None => {
-                    if let Some(ConnectInfo(conn)) = parts.extensions.get::<ConnectInfo<ConnMeta>>()
-                    {
-                        conn.kill();
-                    }
-                    None
-                }
+            let answer = fault_response(&fault, &shared.version);
+            if answer.is_none()
+                && let Some(ConnectInfo(conn)) = parts.extensions.get::<ConnectInfo<ConnMeta>>()
+            {
+                conn.kill();
             }
+            answer
         }
         None => Some(next.run(Request::from_parts(parts, Body::from(body))).await),
     };

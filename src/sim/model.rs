@@ -298,3 +298,46 @@ pub struct RequestRecord {
     /// Whether an injected fault answered instead of the endpoint.
     pub fault: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variant_update_tells_absent_from_null() {
+        let mut r = Responses {
+            variant: Variant::Docs,
+            success_body: Some(SuccessBody::Empty),
+            delete_missing: DeleteMissing::Ok,
+        };
+        let keep: ResponsesUpdate = serde_json::from_str(r#"{"variant":"code"}"#).expect("json");
+        keep.apply(&mut r);
+        assert_eq!(r.variant, Variant::Code);
+        assert_eq!(
+            r.success_body(),
+            SuccessBody::Empty,
+            "absent keeps the choice"
+        );
+        let reset: ResponsesUpdate =
+            serde_json::from_str(r#"{"success_body":null}"#).expect("json");
+        reset.apply(&mut r);
+        assert_eq!(r.success_body, None);
+        assert_eq!(
+            r.success_body(),
+            SuccessBody::Meta,
+            "null follows the variant"
+        );
+        assert!(serde_json::from_str::<ResponsesUpdate>(r#"{"varient":"code"}"#).is_err());
+    }
+
+    #[test]
+    fn fault_json_defaults_to_one_use_on_every_path() {
+        let f: Fault =
+            serde_json::from_str(r#"{"kind":"error","status":500,"code":1011}"#).expect("json");
+        assert_eq!(f, Fault::error(500, 1011));
+        let back: Fault =
+            serde_json::from_value(serde_json::to_value(&f).expect("ser")).expect("round trip");
+        assert_eq!(back, f);
+        assert!(f.matches("DELETE", "/anything"));
+    }
+}
