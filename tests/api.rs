@@ -918,3 +918,33 @@ async fn cli_takes_no_secrets_from_arguments() {
     );
     assert!(setup.sim.requests().is_empty());
 }
+
+// ---------------------------------------------------------------------------------------------
+// plain http, only when explicitly allowed
+
+#[tokio::test]
+async fn plain_http_is_refused_unless_allowed() {
+    let sim = start(SimConfig {
+        tls: false,
+        ..SimConfig::default()
+    })
+    .await;
+    assert!(sim.url().starts_with("http://"), "{}", sim.url());
+
+    let refused = OnPremClient::new(
+        ClientConfig::new(sim.url(), TlsTrust::SystemRoots),
+        Arc::new(admin()),
+    )
+    .expect_err("an http URL must be refused by default");
+    assert_eq!(refused.reason(), Reason::Config, "{refused}");
+
+    let mut config = ClientConfig::new(sim.url(), TlsTrust::SystemRoots);
+    config.allow_plain_http = true;
+    let client = OnPremClient::new(config, Arc::new(admin())).expect("allowed explicitly");
+    client
+        .upload_webhook_ca(&ca_cert("plain http CA").0)
+        .await
+        .expect("upload over plain http");
+    assert!(sim.stored_bundle().is_some());
+    assert_eq!(seen(&sim, "POST", WEBHOOK_CA_PATH), 1);
+}

@@ -51,6 +51,10 @@ struct Connection {
     /// Do not verify the webapp's TLS certificate (like curl -k). Warned about on stderr.
     #[arg(long, global = true)]
     insecure: bool,
+    /// Accept an http:// URL: credentials cross the network unencrypted (only behind a
+    /// TLS-adding sidecar or mesh).
+    #[arg(long, global = true)]
+    allow_plain_http: bool,
     /// Limit on each request, in seconds.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30)]
     timeout: u64,
@@ -295,6 +299,7 @@ async fn connect(conn: &Connection) -> Result<OnPremClient, CliError> {
     let mut config = ClientConfig::new(url, tls);
     config.request_timeout = Duration::from_secs(conn.timeout);
     config.connect_timeout = Duration::from_secs(conn.connect_timeout);
+    config.allow_plain_http = conn.allow_plain_http;
     Ok(OnPremClient::new(config, Arc::new(credentials))?)
 }
 

@@ -57,6 +57,10 @@ pub struct ClientConfig {
     /// Limit on one whole request, from sending to the last byte of the answer.
     pub request_timeout: Duration,
     pub retry: RetryPolicy,
+    /// Accept an `http://` URL. Credentials then cross the network in clear text, so this is
+    /// only for a webapp reached through a sidecar or mesh that adds TLS (the CRD's
+    /// `allowPlainHttp`).
+    pub allow_plain_http: bool,
 }
 
 impl ClientConfig {
@@ -70,6 +74,7 @@ impl ClientConfig {
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
             retry: RetryPolicy::default(),
+            allow_plain_http: false,
         }
     }
 }
@@ -165,13 +170,13 @@ impl OnPremClient {
         credentials: Arc<dyn CredentialSource>,
     ) -> Result<Self, ApiError> {
         crate::tls::install_crypto_provider();
-        let base_url = validate_base_url(&config.base_url)?;
+        let base_url = validate_base_url(&config.base_url, config.allow_plain_http)?;
         let mut builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             // A redirect would carry the Authorization header somewhere the user did not name.
             .redirect(reqwest::redirect::Policy::none())
-            .https_only(true)
+            .https_only(!config.allow_plain_http)
             .user_agent(concat!("webhook-ca-operator/", env!("CARGO_PKG_VERSION")));
         let insecure = matches!(config.tls, TlsTrust::InsecureSkipVerify);
         match &config.tls {
@@ -416,7 +421,7 @@ impl OnPremClient {
     }
 }
 
-fn validate_base_url(raw: &str) -> Result<String, ApiError> {
+fn validate_base_url(raw: &str, allow_plain_http: bool) -> Result<String, ApiError> {
     // The parse error is reported without the input: a URL may carry a password.
     let url = Url::parse(raw.trim())
         .map_err(|e| ApiError::Config(format!("the API URL is not a valid URL: {e}")))?;
@@ -425,11 +430,21 @@ fn validate_base_url(raw: &str) -> Result<String, ApiError> {
             "the API URL must not contain credentials; supply them separately".into(),
         ));
     }
-    if url.scheme() != "https" {
-        return Err(ApiError::Config(format!(
-            "the API URL must use https, not {}",
-            url.scheme()
-        )));
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_plain_http => {
+            tracing::warn!(url = %url, "the On-Premises API is reached over plain http: credentials cross the network unencrypted");
+        }
+        "http" => {
+            return Err(ApiError::Config(
+                "the API URL uses plain http; use https, or allow plain http explicitly".into(),
+            ));
+        }
+        other => {
+            return Err(ApiError::Config(format!(
+                "the API URL must use https, not {other}"
+            )));
+        }
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(ApiError::Config(
@@ -555,11 +570,11 @@ mod tests {
     #[test]
     fn base_url_rules() {
         assert_eq!(
-            validate_base_url("https://webapp.wa.svc:443/").unwrap(),
+            validate_base_url("https://webapp.wa.svc:443/", false).unwrap(),
             "https://webapp.wa.svc"
         );
         assert_eq!(
-            validate_base_url(" https://10.0.0.1:9090/prefix/ ").unwrap(),
+            validate_base_url(" https://10.0.0.1:9090/prefix/ ", false).unwrap(),
             "https://10.0.0.1:9090/prefix"
         );
         for bad in [
@@ -569,11 +584,16 @@ mod tests {
             "webapp:443",
             "",
         ] {
-            let err = validate_base_url(bad).unwrap_err();
+            let err = validate_base_url(bad, false).unwrap_err();
             assert_eq!(err.metric_label(), "Config", "{bad}");
         }
-        let err = validate_base_url("https://admin:S3cret!@webapp").unwrap_err();
+        let err = validate_base_url("https://admin:S3cret!@webapp", false).unwrap_err();
         assert!(!err.to_string().contains("S3cret"), "{err}");
+        assert_eq!(
+            validate_base_url("http://webapp:8080/", true).unwrap(),
+            "http://webapp:8080"
+        );
+        assert!(validate_base_url("ftp://webapp", true).is_err());
     }
 
     #[test]
