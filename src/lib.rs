@@ -4,6 +4,7 @@
 pub mod bundle;
 pub mod cli;
 pub mod crd;
+pub mod duration;
 pub mod onprem;
 pub mod sim;
 pub mod tls;

@@ -34,11 +34,11 @@ pub struct SimArgs {
     /// Which documented behaviour the webhook CA endpoints play.
     #[arg(long, value_enum, default_value = "docs")]
     pub variant: VariantArg,
-    /// Token lifetime: seconds, or a number with s, m, h or d.
-    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    /// Token lifetime, a Go-style duration such as 90s, 10m or 168h.
+    #[arg(long, default_value = "168h", value_parser = crate::duration::parse_duration)]
     pub token_lifetime: Duration,
     /// How long after expiry a token is still accepted.
-    #[arg(long, default_value = "600s", value_parser = parse_duration)]
+    #[arg(long, default_value = "600s", value_parser = crate::duration::parse_duration)]
     pub token_grace: Duration,
     /// File holding the bearer token that enables the /_sim/ control API.
     #[arg(long, value_name = "FILE")]
@@ -224,42 +224,9 @@ async fn wait_for_signal() -> std::io::Result<()> {
     }
 }
 
-/// `604800`, `604800s`, `10m`, `2h`, `7d`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 600s, 10m, 2h or 7d"))?;
-    let factor = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("unknown unit {unit:?}: use s, m, h or d")),
-    };
-    n.checked_mul(factor)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{text:?} is too long"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_accept_plain_seconds_and_units() {
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
-        assert!(parse_duration("7w").is_err());
-        assert!(parse_duration("d").is_err());
-        assert!(parse_duration("").is_err());
-    }
 
     #[test]
     fn users_file_reads_yaml_and_json() {

@@ -5,7 +5,6 @@
 //! reports back ([`status`]). Everything a user can set is documented here, because these doc
 //! comments become the schema descriptions that `kubectl explain` shows.
 
-pub mod duration;
 pub mod restart;
 pub mod source;
 pub mod status;
@@ -15,7 +14,7 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use duration::{DurationParseError, parse_duration};
+pub use crate::duration::{DurationParseError, parse_duration};
 pub use restart::{RestartMethod, RestartSpec, RestartTarget, WorkloadKind};
 pub use source::{ObjectSource, Source};
 pub use status::{

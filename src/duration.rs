@@ -1,4 +1,5 @@
-//! Go-style durations (`90s`, `10m`, `1h30m`) as Kubernetes users write them in specs.
+//! Go-style durations (`90s`, `10m`, `1h30m`) as Kubernetes users write them in specs and on
+//! command lines (kubectl's `--duration` takes the same form).
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ pub struct DurationParseError {
 }
 
 /// Parses a Go-style duration made of number+unit pairs, with units `ms`, `s`, `m` and `h`.
-/// The CRD schema already restricts the format; this also guards values set by other callers.
+/// The CRD schema already restricts the format; this also parses command-line flags.
 pub fn parse_duration(input: &str) -> Result<Duration, DurationParseError> {
     let err = |reason| DurationParseError {
         input: input.to_owned(),
