@@ -7,13 +7,13 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/versions.env"
 
 cache_root="${WCO_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/webhook-ca-operator/cluster}"
-key="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}"
+key="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_r${BUILD_RECIPE}"
 bin="$cache_root/$key/bin"
 tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
 
 complete() {
   for t in "${tools[@]}"; do [[ -x "$bin/$t" ]] || return 1; done
-  [[ -f "$bin/.complete" ]]
+  [[ -f "$bin/.complete" && -d "$bin/../kwok-stages/node" && -d "$bin/../kwok-stages/pod" ]]
 }
 if complete; then echo "$bin"; exit 0; fi
 
@@ -52,15 +52,24 @@ if [[ ! -x "$bin/kwok" ]]; then
 fi
 if [[ ! -x "$bin/helm" ]]; then
   log "building helm ${HELM_VERSION}"
-  GOBIN="$gobin_tmp" GOFLAGS="-trimpath" go install \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION} -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+  # Like helm's Makefile: without the client-go minor stamped in, `helm template` and `helm lint`
+  # assume Kubernetes v1.20 and refuse charts whose kubeVersion asks for anything newer.
+  helm_gomod="$(cd "$gobin_tmp" && GOFLAGS="" go mod download -json "helm.sh/helm/v3@${HELM_VERSION}" |
+    sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
+  helm_k8s_minor="$(awk '$1 == "k8s.io/client-go" { split($2, v, "."); print v[2] }' "$helm_gomod")"
+  [[ -n "$helm_k8s_minor" ]] || { log "cannot read helm's client-go version from $helm_gomod"; exit 1; }
+  helm_ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
+  helm_ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    helm_ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=${helm_k8s_minor}"
+  done
+  GOBIN="$gobin_tmp" GOFLAGS="-trimpath" go install -ldflags "$helm_ldflags" \
     "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
   mv "$gobin_tmp/helm" "$bin/helm"
 fi
 # kwok v0.8 has no built-in stages: keep the module's own stage files beside the binaries.
 stages="$(go env GOMODCACHE)/sigs.k8s.io/kwok@${KWOK_VERSION}/kustomize/stage"
-if [[ -d "$stages" ]]; then
-  mkdir -p "$bin/../kwok-stages" && cp -r "$stages/." "$bin/../kwok-stages/" && chmod -R u+w "$bin/../kwok-stages"
-fi
+[[ -d "$stages" ]] || { log "kwok's stage files are missing: $stages"; exit 1; }
+mkdir -p "$bin/../kwok-stages" && cp -r "$stages/." "$bin/../kwok-stages/" && chmod -R u+w "$bin/../kwok-stages"
 touch "$bin/.complete"
 echo "$bin"
