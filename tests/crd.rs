@@ -222,18 +222,21 @@ fn expect_refused(ns: &TestNamespace, what: &str, object: &serde_json::Value, me
 #[tokio::test]
 async fn kubectl_explain_documents_the_fields() {
     let cluster = install_crd().await;
-    let out = run_ok(
-        cluster
-            .kubectl()
-            .args(["explain", "wcc.spec.api.credentials"]),
-    );
+    // The apiserver publishes a new CRD's OpenAPI a moment after it is Established.
+    let explain = |field: &'static str| async move {
+        run(cluster.kubectl().args(["explain", field]))
+            .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let out = wait_for("kubectl explain to know wcc", || {
+        explain("wcc.spec.api.credentials")
+    })
+    .await;
     assert!(out.contains("loginSecret"), "{out}");
     assert!(out.contains("POST /v1/users/login"), "{out}");
-    let out = run_ok(
-        cluster
-            .kubectl()
-            .args(["explain", "wcc.spec.restart.method"]),
-    );
+    let out = wait_for("kubectl explain wcc.spec.restart.method", || {
+        explain("wcc.spec.restart.method")
+    })
+    .await;
     assert!(out.contains("PodDisruptionBudgets"), "{out}");
 }
 
