@@ -342,3 +342,29 @@ spec:
         "refusal does not name the field: {refused}"
     );
 }
+
+/// kube (to the apiserver) and the On-Premises API client (to the simulator) speak TLS in one
+/// process, as the operator will: both are built on the same rustls provider, so neither panics
+/// for want of a process-wide default.
+#[tokio::test]
+async fn kube_and_the_api_client_share_one_tls_stack() {
+    use std::sync::Arc;
+    use webhook_ca_operator::onprem::{ClientConfig, Credentials, OnPremClient, TlsTrust};
+    use webhook_ca_operator::sim::{self, DEFAULT_ADMIN_PASSWORD, SimConfig};
+
+    let ns = TestNamespace::new("tls-stack").await;
+    let pods = ns.api::<Pod>().list(&ListParams::default()).await;
+    assert!(pods.is_ok(), "kube over TLS: {pods:?}");
+
+    let simulator = sim::start(SimConfig::default()).await.expect("simulator");
+    let ca = simulator.ca_pem().expect("simulator serves TLS").to_owned();
+    let client = OnPremClient::new(
+        ClientConfig::new(simulator.url(), TlsTrust::CaPem(ca)),
+        Arc::new(Credentials::login("admin", DEFAULT_ADMIN_PASSWORD)),
+    )
+    .expect("api client");
+    assert_eq!(client.get_webhook_ca().await.expect("GET over TLS"), None);
+
+    let again = ns.api::<Pod>().list(&ListParams::default()).await;
+    assert!(again.is_ok(), "kube after the API client: {again:?}");
+}
