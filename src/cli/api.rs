@@ -147,7 +147,9 @@ pub async fn run(args: ApiArgs) -> ExitCode {
 /// the command's output, e.g. the bundle of `get`.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // rustls logs a refused certificate at error level itself; the command's own error line
+        // already says so with the request id, so the default keeps stderr to that one line.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rustls=off"));
     // Err means a subscriber is already installed (an embedding program), which is fine.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
