@@ -59,7 +59,9 @@ pub const GROUP: &str = "webhookca.io";
     ),
     printcolumn(
         name = "Expires",
-        type_ = "date",
+        // Not "date": kubectl prints a date column as the time since it, and "<invalid>" for
+        // every expiry in the future.
+        type_ = "string",
         json_path = ".status.bundle.earliestExpiry",
         description = "When the first certificate in the bundle expires"
     ),
