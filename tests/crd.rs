@@ -302,7 +302,11 @@ async fn status_subresource_feeds_the_printer_columns() {
         .unwrap_or_default()
         .split_whitespace()
         .collect();
-    assert_eq!(&row[..4], ["x", "True", "2", "2031-01-01T00:00:00Z"], "{table}");
+    assert_eq!(
+        &row[..4],
+        ["x", "True", "2", "2031-01-01T00:00:00Z"],
+        "{table}"
+    );
 
     let wide =
         run_ok(
