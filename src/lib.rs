@@ -3,8 +3,12 @@
 
 pub mod bundle;
 pub mod cli;
+pub mod controller;
 pub mod crd;
 pub mod duration;
+pub mod http;
+pub mod metrics;
 pub mod onprem;
 pub mod sim;
+pub mod telemetry;
 pub mod tls;

@@ -34,3 +34,17 @@ fn join(findings: &[Finding]) -> String {
     let shown: Vec<String> = findings.iter().map(Finding::to_string).collect();
     shown.join("; ")
 }
+
+impl BundleError {
+    /// A short CamelCase name for the failure: the `BundleValid` condition's reason and the
+    /// matching Event's reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            BundleError::PrivateKey { .. } => "PrivateKeyRefused",
+            BundleError::InvalidPem { .. } => "InvalidPem",
+            BundleError::InvalidCertificate { .. } => "InvalidCertificate",
+            BundleError::Refused { .. } => "CertificateRefused",
+            BundleError::Empty { .. } => "BundleEmpty",
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! The controller of `WebhookCaCertificate` resources.
+
+pub mod status;
