@@ -14,6 +14,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the controller (in a cluster, or locally against the current kubeconfig).
+    Run(cli::run::RunArgs),
     /// Build and inspect PEM bundles from files, as the operator would.
     Bundle(cli::bundle::BundleArgs),
     /// Push, read or delete the bundle on an On-Premises API directly (installations without a cluster).
@@ -29,6 +31,7 @@ async fn main() -> ExitCode {
     webhook_ca_operator::tls::install_crypto_provider();
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => cli::run::run(args).await,
         Command::Bundle(args) => cli::bundle::run(args).await,
         Command::Api(args) => cli::api::run(args).await,
         Command::Simulate(args) => cli::sim::run(args).await,

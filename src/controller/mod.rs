@@ -1,3 +1,132 @@
-//! The controller of `WebhookCaCertificate` resources.
+//! The controller of `WebhookCaCertificate` resources: watches, leader election, and the
+//! reconcile pipeline (see [`reconcile`]).
 
+pub mod cleanup;
+pub mod context;
+pub mod credentials;
+pub mod reconcile;
+pub mod restart;
+pub mod rollout;
+pub mod sources;
 pub mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+
+pub use context::{CONTROLLER_NAME, Context, Settings};
+
+use crate::crd::WebhookCaCertificate;
+use crate::http::Health;
+use sources::{ObjectKind, refers_to};
+
+fn api_for<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Resources in the Secret's or ConfigMap's namespace that refer to it.
+fn referrers(
+    store: &Store<WebhookCaCertificate>,
+    kind: ObjectKind,
+    namespace: Option<String>,
+    name: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Vec<ObjectRef<WebhookCaCertificate>> {
+    store
+        .state()
+        .iter()
+        .filter(|w| w.namespace() == namespace && refers_to(w, kind, name, labels))
+        .map(|w| ObjectRef::from_obj(w.as_ref()))
+        .collect()
+}
+
+/// Runs the controller until `shutdown` resolves. Secrets and ConfigMaps are watched by
+/// metadata only: a cluster may hold tens of thousands of Secrets, and their data is read only
+/// when a resource refers to them.
+pub async fn run(
+    ctx: Arc<Context>,
+    health: Arc<Health>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let namespace = ctx.settings.namespace.clone();
+    let client = ctx.client.clone();
+    let resources: Api<WebhookCaCertificate> = api_for(&client, namespace.as_deref());
+
+    let (reader, writer) = reflector::store();
+    // Status writes and finalizer edits change neither generation nor anything the reconcile
+    // reads from the spec; filtering them out keeps a status write from triggering a reconcile.
+    let stream = reflector::reflector(writer, watcher(resources, watcher::Config::default()))
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(
+            predicates::generation.combine(predicates::finalizers),
+            Default::default(),
+        );
+
+    let secrets = watcher(
+        api_for::<PartialObjectMeta<Secret>>(&client, namespace.as_deref()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let config_maps = watcher(
+        api_for::<PartialObjectMeta<ConfigMap>>(&client, namespace.as_deref()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+
+    let for_secrets = reader.clone();
+    let for_config_maps = reader.clone();
+    let ready_reader = reader.clone();
+    let ready_health = Arc::clone(&health);
+    tokio::spawn(async move {
+        // Ready once the first list of resources is in the cache.
+        if ready_reader.wait_until_ready().await.is_ok() {
+            ready_health.ready.store(true, Ordering::Relaxed);
+        }
+    });
+
+    Controller::for_stream(stream, reader)
+        .watches_stream(secrets, move |s| {
+            referrers(
+                &for_secrets,
+                ObjectKind::Secret,
+                s.namespace(),
+                &s.name_any(),
+                s.labels(),
+            )
+        })
+        .watches_stream(config_maps, move |c| {
+            referrers(
+                &for_config_maps,
+                ObjectKind::ConfigMap,
+                c.namespace(),
+                &c.name_any(),
+                c.labels(),
+            )
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(resource = %object, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile did not complete"),
+            }
+        })
+        .await;
+}
