@@ -95,9 +95,19 @@ pub async fn run(
     let ready_reader = reader.clone();
     let ready_health = Arc::clone(&health);
     tokio::spawn(async move {
-        // Ready once the first list of resources is in the cache.
-        if ready_reader.wait_until_ready().await.is_ok() {
-            ready_health.ready.store(true, Ordering::Relaxed);
+        // Ready once the first list of resources is in the cache. The store's readiness is a
+        // oneshot that wakes only its latest waiter, and the controller waits on it too: poll
+        // again each second instead of trusting one wake-up.
+        loop {
+            let wait = ready_reader.wait_until_ready();
+            match tokio::time::timeout(std::time::Duration::from_secs(1), wait).await {
+                Ok(Ok(())) => {
+                    ready_health.ready.store(true, Ordering::Relaxed);
+                    break;
+                }
+                Ok(Err(_)) => break,
+                Err(_) => {}
+            }
         }
     });
 

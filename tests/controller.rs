@@ -1,0 +1,599 @@
+//! The controller end to end: a real apiserver with kwok nodes, the simulator over TLS, and the
+//! controller running in-process against one test namespace, checked the way a user would check
+//! it: `kubectl get wcc`, what the API holds, which ReplicaSets exist, which Events were written.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use support::{TestNamespace, cluster, rollout_status, run_ok, wait_for};
+use tokio::sync::oneshot;
+use webhook_ca_operator::bundle::{self, Policy, SourceInput};
+use webhook_ca_operator::controller::{self, Context, Settings};
+use webhook_ca_operator::crd::WebhookCaCertificate;
+use webhook_ca_operator::http::Health;
+use webhook_ca_operator::metrics::Metrics;
+use webhook_ca_operator::onprem::RetryPolicy;
+use webhook_ca_operator::sim::{self, DEFAULT_ADMIN_PASSWORD, SimConfig, Simulator};
+
+const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
+
+/// A controller running in this process, scoped to one namespace; stopped on drop.
+struct Operator {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Operator {
+    fn start(ns: &TestNamespace) -> Self {
+        let settings = Settings {
+            namespace: Some(ns.name().to_owned()),
+            progress_interval: Duration::from_millis(500),
+            retry_interval: Duration::from_secs(1),
+            api_retry: RetryPolicy {
+                base_delay: Duration::from_millis(20),
+                max_delay: Duration::from_millis(100),
+                ..RetryPolicy::default()
+            },
+            instance: None,
+        };
+        let metrics = Arc::new(Metrics::default());
+        let health = Arc::new(Health {
+            metrics: Arc::clone(&metrics),
+            ready: AtomicBool::new(false),
+        });
+        let ctx = Arc::new(Context::new(ns.client(), metrics, settings));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(controller::run(ctx, health, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn ca_pem(name: &str) -> String {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.self_signed(&key).expect("self-signed").pem()
+}
+
+fn key_pem() -> String {
+    rcgen::KeyPair::generate().expect("key").serialize_pem()
+}
+
+/// The canonical bundle the operator must upload for these PEM texts.
+fn expected_bundle(pems: &[&str]) -> String {
+    let inputs: Vec<SourceInput<'_>> = pems
+        .iter()
+        .map(|p| SourceInput {
+            source: "test",
+            pem: p,
+        })
+        .collect();
+    bundle::build(&inputs, &Policy::defaults_at(jiff::Timestamp::now()))
+        .expect("test certificates build")
+        .pem
+}
+
+struct Setup {
+    ns: TestNamespace,
+    sim: Simulator,
+}
+
+/// A namespace with the CRD installed, a simulator, the admin and CA Secrets, and a 2-replica
+/// coreapp Deployment that has rolled out.
+async fn setup(prefix: &str) -> Setup {
+    let cluster = cluster().await;
+    run_ok(
+        cluster
+            .kubectl()
+            .args(["apply", "--server-side", "-f", CRDS]),
+    );
+    run_ok(cluster.kubectl().args([
+        "wait",
+        "--for=condition=Established",
+        "crd/webhookcacertificates.webhookca.io",
+    ]));
+    let ns = TestNamespace::new(prefix).await;
+    let sim = sim::start(SimConfig::default()).await.expect("simulator");
+    let secrets: Api<Secret> = ns.api();
+    let admin = json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "wa-admin"},
+        "stringData": {"username": "admin", "password": DEFAULT_ADMIN_PASSWORD}
+    });
+    let webapp = json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "webapp-tls"},
+        "stringData": {"ca.crt": sim.ca_pem().expect("TLS")}
+    });
+    for secret in [admin, webapp] {
+        let secret: Secret = serde_json::from_value(secret).expect("secret");
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("create secret");
+    }
+    let deployment: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "coreapp", "labels": {"type": "coreapp"}},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "coreapp"}},
+            "template": {
+                "metadata": {"labels": {"app": "coreapp"}, "annotations": {"team": "wa"}},
+                "spec": {"containers": [{"name": "coreapp", "image": "registry.invalid/coreapp:1"}]}
+            }
+        }
+    }))
+    .expect("deployment");
+    ns.api::<Deployment>()
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("create deployment");
+    rolled_out(&ns).await;
+    Setup { ns, sim }
+}
+
+async fn set_secret(ns: &TestNamespace, name: &str, key: &str, value: &str) {
+    let patch = json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+        "stringData": {key: value}
+    });
+    ns.api::<Secret>()
+        .patch(
+            name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .expect("apply secret");
+}
+
+async fn apply_wcc(ns: &TestNamespace, spec: serde_json::Value) {
+    let object = json!({
+        "apiVersion": "webhookca.io/v1alpha1", "kind": "WebhookCaCertificate",
+        "metadata": {"name": "prod"}, "spec": spec
+    });
+    ns.api::<WebhookCaCertificate>()
+        .patch(
+            "prod",
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .expect("apply the WebhookCaCertificate");
+}
+
+fn spec(sim: &Simulator, extra: serde_json::Value) -> serde_json::Value {
+    let mut spec = json!({
+        "sources": [{"secret": {"name": "internal-ca", "key": "ca.crt"}}],
+        "api": {
+            "url": sim.url(),
+            "credentials": {"loginSecret": {"name": "wa-admin"}},
+            "tls": {"caSecret": {"name": "webapp-tls"}}
+        },
+        "debounce": "0s",
+        "restart": {"targets": [{"kind": "Deployment", "name": "coreapp"}], "minInterval": "0s"}
+    });
+    if let (Some(base), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            base.insert(k.clone(), v.clone());
+        }
+    }
+    spec
+}
+
+fn condition(wcc: &WebhookCaCertificate, type_: &str) -> Option<(String, String)> {
+    wcc.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// Waits until the resource has a condition of `type_` with `status` and `reason`.
+async fn wait_condition(
+    ns: &TestNamespace,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> WebhookCaCertificate {
+    let api: Api<WebhookCaCertificate> = ns.api();
+    wait_for(&format!("{type_}={status}/{reason}"), || async {
+        let wcc = api.get("prod").await.map_err(|e| e.to_string())?;
+        match condition(&wcc, type_) {
+            Some((s, r)) if s == status && r == reason => Ok(wcc),
+            other => Err(format!(
+                "{type_} is {other:?}; status: {:?}",
+                wcc.status.as_ref().map(|s| &s.conditions)
+            )),
+        }
+    })
+    .await
+}
+
+async fn rolled_out(ns: &TestNamespace) -> Deployment {
+    let api: Api<Deployment> = ns.api();
+    wait_for("coreapp to roll out", || async {
+        let d = api.get("coreapp").await.map_err(|e| e.to_string())?;
+        rollout_status(&d).map(|()| d)
+    })
+    .await
+}
+
+async fn replica_sets(ns: &TestNamespace) -> BTreeSet<String> {
+    ns.api::<ReplicaSet>()
+        .list(&ListParams::default())
+        .await
+        .expect("list replicasets")
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect()
+}
+
+async fn event_reasons(ns: &TestNamespace) -> Vec<String> {
+    ns.api::<Event>()
+        .list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.reporting_controller.as_deref() == Some("webhook-ca-operator"))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+fn template_annotation(d: &Deployment, key: &str) -> Option<String> {
+    d.spec
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(key)
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_restarts_and_follows_source_changes() {
+    let Setup { ns, sim } = setup("ctl-flow").await;
+    let first = ca_pem("Internal Root CA 1");
+    set_secret(&ns, "internal-ca", "ca.crt", &first).await;
+    let before = replica_sets(&ns).await;
+    let operator = Operator::start(&ns);
+    apply_wcc(&ns, spec(&sim, json!({}))).await;
+
+    let wcc = wait_condition(&ns, "Ready", "True", "Synced").await;
+    assert_eq!(
+        sim.stored_bundle().as_deref(),
+        Some(expected_bundle(&[&first]).as_str())
+    );
+    let bundle = wcc
+        .status
+        .as_ref()
+        .and_then(|s| s.bundle.clone())
+        .expect("bundle status");
+    assert_eq!(bundle.count, 1);
+    assert_eq!(bundle.certificates[0].subject, "CN=Internal Root CA 1");
+    let deployment = rolled_out(&ns).await;
+    assert_eq!(
+        template_annotation(&deployment, "webhookca.io/bundle-sha256").as_deref(),
+        Some(bundle.sha256.as_str())
+    );
+    assert_eq!(
+        template_annotation(&deployment, "team").as_deref(),
+        Some("wa"),
+        "foreign annotation kept"
+    );
+    let after_first = replica_sets(&ns).await;
+    assert_eq!(
+        after_first.difference(&before).count(),
+        1,
+        "one new ReplicaSet: {after_first:?}"
+    );
+    let posts = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/ca"))
+        .count();
+    assert_eq!(posts, 1);
+    for reason in ["Uploaded", "RolloutStarted", "RolloutComplete"] {
+        assert!(
+            event_reasons(&ns).await.iter().any(|r| r == reason),
+            "no {reason} Event"
+        );
+    }
+
+    // A rotation: the Secret gains a second CA; the API gets both, the coreapps restart once more.
+    let second = ca_pem("Internal Root CA 2");
+    set_secret(&ns, "internal-ca", "ca.crt", &format!("{first}{second}")).await;
+    let expected = expected_bundle(&[&first, &second]);
+    wait_for("the rotated bundle on the API", || async {
+        match sim.stored_bundle() {
+            Some(b) if b == expected => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    wait_condition(&ns, "Ready", "True", "Synced").await;
+    let after_rotation = replica_sets(&ns).await;
+    assert_eq!(
+        after_rotation.difference(&after_first).count(),
+        1,
+        "{after_rotation:?}"
+    );
+
+    // A restarted operator finds everything in place: no upload, no restart.
+    operator.shutdown().await;
+    sim.clear_requests();
+    let operator = Operator::start(&ns);
+    wait_for("the new operator to check the API", || async {
+        let gets = sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with("/ca"))
+            .count();
+        if gets > 0 {
+            Ok(())
+        } else {
+            Err("no GET yet".to_owned())
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let uploads = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/ca"))
+        .count();
+    assert_eq!(uploads, 0, "an operator restart must not re-upload");
+    assert_eq!(
+        replica_sets(&ns).await,
+        after_rotation,
+        "an operator restart must not restart workloads"
+    );
+    operator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_source_never_replaces_the_good_bundle() {
+    let Setup { ns, sim } = setup("ctl-invalid").await;
+    let good = ca_pem("Good Root");
+    set_secret(&ns, "internal-ca", "ca.crt", &good).await;
+    let operator = Operator::start(&ns);
+    apply_wcc(&ns, spec(&sim, json!({}))).await;
+    wait_condition(&ns, "Ready", "True", "Synced").await;
+    let uploaded = sim.stored_bundle();
+    let sets = replica_sets(&ns).await;
+
+    let key = key_pem();
+    set_secret(&ns, "internal-ca", "ca.crt", &format!("{good}{key}")).await;
+    let wcc = wait_condition(&ns, "BundleValid", "False", "PrivateKeyRefused").await;
+    assert_eq!(
+        condition(&wcc, "Ready").map(|c| c.0).as_deref(),
+        Some("False")
+    );
+    let status_text = serde_json::to_string(&wcc.status).expect("json");
+    let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(
+        !status_text.contains(&key_body[..40]),
+        "key material in status"
+    );
+    assert!(
+        event_reasons(&ns)
+            .await
+            .iter()
+            .any(|r| r == "PrivateKeyRefused")
+    );
+
+    // A missing Secret is no better.
+    ns.api::<Secret>()
+        .delete("internal-ca", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_condition(&ns, "BundleValid", "False", "SourceNotFound").await;
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        sim.stored_bundle(),
+        uploaded,
+        "the good bundle stays on the API"
+    );
+    assert_eq!(
+        replica_sets(&ns).await,
+        sets,
+        "no restart for a refused bundle"
+    );
+    let deletes = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .count();
+    assert_eq!(deletes, 0);
+    operator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_on_the_api_is_corrected() {
+    let Setup { ns, sim } = setup("ctl-drift").await;
+    let ca = ca_pem("Drift Root");
+    set_secret(&ns, "internal-ca", "ca.crt", &ca).await;
+    let operator = Operator::start(&ns);
+    apply_wcc(&ns, spec(&sim, json!({"driftCheckInterval": "1s"}))).await;
+    wait_condition(&ns, "Ready", "True", "Synced").await;
+    let sets = replica_sets(&ns).await;
+
+    // Someone uploads another bundle by hand.
+    sim.set_stored_bundle(Some(ca_pem("Someone Else")));
+    let expected = expected_bundle(&[&ca]);
+    wait_for("the drift to be corrected", || async {
+        match sim.stored_bundle() {
+            Some(b) if b == expected => Ok(()),
+            other => Err(format!("{:?}", other.map(|b| b.len()))),
+        }
+    })
+    .await;
+    // The coreapps already run with this bundle's hash: no second restart for a re-upload.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(replica_sets(&ns).await, sets);
+    operator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_policy_delete_removes_the_bundle_and_retain_keeps_it() {
+    let Setup { ns, sim } = setup("ctl-delete").await;
+    set_secret(&ns, "internal-ca", "ca.crt", &ca_pem("Deleted Root")).await;
+    let operator = Operator::start(&ns);
+    apply_wcc(&ns, spec(&sim, json!({"deletionPolicy": "Delete"}))).await;
+    let wcc = wait_condition(&ns, "Ready", "True", "Synced").await;
+    assert!(wcc.finalizers().iter().any(|f| f == "webhookca.io/cleanup"));
+
+    let api: Api<WebhookCaCertificate> = ns.api();
+    api.delete("prod", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for("the resource to be gone", || async {
+        match api.get_opt("prod").await {
+            Ok(None) => Ok(()),
+            other => Err(format!(
+                "{:?}",
+                other.map(|o| o.map(|w| w.finalizers().to_vec()))
+            )),
+        }
+    })
+    .await;
+    assert_eq!(
+        sim.stored_bundle(),
+        None,
+        "Delete removes the bundle from the API"
+    );
+
+    // Retain (the default) leaves it, and holds no finalizer.
+    apply_wcc(&ns, spec(&sim, json!({}))).await;
+    let wcc = wait_condition(&ns, "Ready", "True", "Synced").await;
+    assert!(wcc.finalizers().is_empty(), "{:?}", wcc.finalizers());
+    api.delete("prod", &DeleteParams::default())
+        .await
+        .expect("delete");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(sim.stored_bundle().is_some(), "Retain keeps the bundle");
+    operator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evict_restarts_pods_without_editing_the_workload() {
+    let Setup { ns, sim } = setup("ctl-evict").await;
+    set_secret(&ns, "internal-ca", "ca.crt", &ca_pem("Evict Root")).await;
+    let generation = ns
+        .api::<Deployment>()
+        .get("coreapp")
+        .await
+        .expect("get")
+        .metadata
+        .generation;
+    let pods_before: BTreeSet<String> = ns
+        .api::<Pod>()
+        .list(&ListParams::default().labels("app=coreapp"))
+        .await
+        .expect("pods")
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    let operator = Operator::start(&ns);
+    apply_wcc(
+        &ns,
+        spec(
+            &sim,
+            json!({"restart": {"targets": [{"kind": "Deployment", "name": "coreapp"}], "method": "Evict", "minInterval": "0s"}}),
+        ),
+    )
+    .await;
+    wait_condition(&ns, "Ready", "True", "Synced").await;
+    let deployment = rolled_out(&ns).await;
+    assert_eq!(
+        deployment.metadata.generation, generation,
+        "Evict must not edit the Deployment"
+    );
+    let pods_after: BTreeSet<String> = ns
+        .api::<Pod>()
+        .list(&ListParams::default().labels("app=coreapp"))
+        .await
+        .expect("pods")
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(ResourceExt::name_any)
+        .collect();
+    assert!(
+        pods_after.is_disjoint(&pods_before),
+        "every old pod was replaced: {pods_before:?} -> {pods_after:?}"
+    );
+    operator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_and_insecure_tls_are_reported() {
+    let Setup { ns, sim } = setup("ctl-suspend").await;
+    set_secret(&ns, "internal-ca", "ca.crt", &ca_pem("Suspended Root")).await;
+    let operator = Operator::start(&ns);
+    apply_wcc(&ns, spec(&sim, json!({"suspend": true}))).await;
+    let wcc = wait_condition(&ns, "Ready", "False", "Suspended").await;
+    assert_eq!(
+        condition(&wcc, "BundleValid").map(|c| c.0).as_deref(),
+        Some("True")
+    );
+    assert_eq!(
+        sim.stored_bundle(),
+        None,
+        "nothing is uploaded while suspended"
+    );
+
+    let mut insecure = spec(&sim, json!({}));
+    insecure["api"]["tls"] = json!({"insecureSkipVerify": true});
+    apply_wcc(&ns, insecure).await;
+    wait_condition(&ns, "Ready", "True", "Synced").await;
+    let wcc = wait_condition(&ns, "InsecureTls", "True", "InsecureSkipVerify").await;
+    assert!(wcc.status.is_some());
+    assert!(
+        event_reasons(&ns)
+            .await
+            .iter()
+            .any(|r| r == "InsecureSkipVerify")
+    );
+    operator.shutdown().await;
+}
