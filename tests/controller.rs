@@ -9,23 +9,23 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use support::{TestNamespace, cluster, rollout_status, run_ok, wait_for};
+use support::TestNamespace;
+use support::operator::{
+    Setup, apply_wcc, ca_pem, condition, event_reasons, expected_bundle, key_pem, replica_sets,
+    rolled_out, set_secret, setup, spec, template_annotation, wait_condition,
+};
+use support::wait_for;
 use tokio::sync::oneshot;
-use webhook_ca_operator::bundle::{self, Policy, SourceInput};
 use webhook_ca_operator::controller::{self, Context, Settings};
 use webhook_ca_operator::crd::WebhookCaCertificate;
 use webhook_ca_operator::http::Health;
 use webhook_ca_operator::metrics::Metrics;
 use webhook_ca_operator::onprem::RetryPolicy;
-use webhook_ca_operator::sim::{self, DEFAULT_ADMIN_PASSWORD, SimConfig, Simulator};
-
-const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
 
 /// A controller running in this process, scoped to one namespace; stopped on drop.
 struct Operator {
@@ -78,214 +78,6 @@ impl Drop for Operator {
             task.abort();
         }
     }
-}
-
-fn ca_pem(name: &str) -> String {
-    let key = rcgen::KeyPair::generate().expect("key");
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.self_signed(&key).expect("self-signed").pem()
-}
-
-fn key_pem() -> String {
-    rcgen::KeyPair::generate().expect("key").serialize_pem()
-}
-
-/// The canonical bundle the operator must upload for these PEM texts.
-fn expected_bundle(pems: &[&str]) -> String {
-    let inputs: Vec<SourceInput<'_>> = pems
-        .iter()
-        .map(|p| SourceInput {
-            source: "test",
-            pem: p,
-        })
-        .collect();
-    bundle::build(&inputs, &Policy::defaults_at(jiff::Timestamp::now()))
-        .expect("test certificates build")
-        .pem
-}
-
-struct Setup {
-    ns: TestNamespace,
-    sim: Simulator,
-}
-
-/// A namespace with the CRD installed, a simulator, the admin and CA Secrets, and a 2-replica
-/// coreapp Deployment that has rolled out.
-async fn setup(prefix: &str) -> Setup {
-    let cluster = cluster().await;
-    run_ok(
-        cluster
-            .kubectl()
-            .args(["apply", "--server-side", "-f", CRDS]),
-    );
-    run_ok(cluster.kubectl().args([
-        "wait",
-        "--for=condition=Established",
-        "crd/webhookcacertificates.webhookca.io",
-    ]));
-    let ns = TestNamespace::new(prefix).await;
-    let sim = sim::start(SimConfig::default()).await.expect("simulator");
-    let secrets: Api<Secret> = ns.api();
-    let admin = json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "wa-admin"},
-        "stringData": {"username": "admin", "password": DEFAULT_ADMIN_PASSWORD}
-    });
-    let webapp = json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "webapp-tls"},
-        "stringData": {"ca.crt": sim.ca_pem().expect("TLS")}
-    });
-    for secret in [admin, webapp] {
-        let secret: Secret = serde_json::from_value(secret).expect("secret");
-        secrets
-            .create(&PostParams::default(), &secret)
-            .await
-            .expect("create secret");
-    }
-    let deployment: Deployment = serde_json::from_value(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "coreapp", "labels": {"type": "coreapp"}},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": "coreapp"}},
-            "template": {
-                "metadata": {"labels": {"app": "coreapp"}, "annotations": {"team": "wa"}},
-                "spec": {"containers": [{"name": "coreapp", "image": "registry.invalid/coreapp:1"}]}
-            }
-        }
-    }))
-    .expect("deployment");
-    ns.api::<Deployment>()
-        .create(&PostParams::default(), &deployment)
-        .await
-        .expect("create deployment");
-    rolled_out(&ns).await;
-    Setup { ns, sim }
-}
-
-async fn set_secret(ns: &TestNamespace, name: &str, key: &str, value: &str) {
-    let patch = json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
-        "stringData": {key: value}
-    });
-    ns.api::<Secret>()
-        .patch(
-            name,
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .expect("apply secret");
-}
-
-async fn apply_wcc(ns: &TestNamespace, spec: serde_json::Value) {
-    let object = json!({
-        "apiVersion": "webhookca.io/v1alpha1", "kind": "WebhookCaCertificate",
-        "metadata": {"name": "prod"}, "spec": spec
-    });
-    ns.api::<WebhookCaCertificate>()
-        .patch(
-            "prod",
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&object),
-        )
-        .await
-        .expect("apply the WebhookCaCertificate");
-}
-
-fn spec(sim: &Simulator, extra: serde_json::Value) -> serde_json::Value {
-    let mut spec = json!({
-        "sources": [{"secret": {"name": "internal-ca", "key": "ca.crt"}}],
-        "api": {
-            "url": sim.url(),
-            "credentials": {"loginSecret": {"name": "wa-admin"}},
-            "tls": {"caSecret": {"name": "webapp-tls"}}
-        },
-        "debounce": "0s",
-        "restart": {"targets": [{"kind": "Deployment", "name": "coreapp"}], "minInterval": "0s"}
-    });
-    if let (Some(base), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-        for (k, v) in extra {
-            base.insert(k.clone(), v.clone());
-        }
-    }
-    spec
-}
-
-fn condition(wcc: &WebhookCaCertificate, type_: &str) -> Option<(String, String)> {
-    wcc.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone()))
-}
-
-/// Waits until the resource has a condition of `type_` with `status` and `reason`.
-async fn wait_condition(
-    ns: &TestNamespace,
-    type_: &str,
-    status: &str,
-    reason: &str,
-) -> WebhookCaCertificate {
-    let api: Api<WebhookCaCertificate> = ns.api();
-    wait_for(&format!("{type_}={status}/{reason}"), || async {
-        let wcc = api.get("prod").await.map_err(|e| e.to_string())?;
-        match condition(&wcc, type_) {
-            Some((s, r)) if s == status && r == reason => Ok(wcc),
-            other => Err(format!(
-                "{type_} is {other:?}; status: {:?}",
-                wcc.status.as_ref().map(|s| &s.conditions)
-            )),
-        }
-    })
-    .await
-}
-
-async fn rolled_out(ns: &TestNamespace) -> Deployment {
-    let api: Api<Deployment> = ns.api();
-    wait_for("coreapp to roll out", || async {
-        let d = api.get("coreapp").await.map_err(|e| e.to_string())?;
-        rollout_status(&d).map(|()| d)
-    })
-    .await
-}
-
-async fn replica_sets(ns: &TestNamespace) -> BTreeSet<String> {
-    ns.api::<ReplicaSet>()
-        .list(&ListParams::default())
-        .await
-        .expect("list replicasets")
-        .items
-        .iter()
-        .map(ResourceExt::name_any)
-        .collect()
-}
-
-async fn event_reasons(ns: &TestNamespace) -> Vec<String> {
-    ns.api::<Event>()
-        .list(&ListParams::default())
-        .await
-        .expect("list events")
-        .items
-        .into_iter()
-        .filter(|e| e.reporting_controller.as_deref() == Some("webhook-ca-operator"))
-        .filter_map(|e| e.reason)
-        .collect()
-}
-
-fn template_annotation(d: &Deployment, key: &str) -> Option<String> {
-    d.spec
-        .template
-        .metadata
-        .as_ref()?
-        .annotations
-        .as_ref()?
-        .get(key)
-        .cloned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,6 @@ use std::path::Path;
 use std::process::Command;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::authorization::v1::{
     ResourceRule, SelfSubjectRulesReview, SelfSubjectRulesReviewSpec,
 };
@@ -21,7 +20,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use support::{DeleteOnDrop, TestNamespace, run, run_ok, wait_for};
+use support::{DeleteOnDrop, TestNamespace, run, run_ok, token_for, wait_for};
 use webhook_ca_operator::crd::WebhookCaCertificate;
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/webhook-ca-operator");
@@ -484,23 +483,6 @@ fn deploy_manifests_are_the_rendered_chart() {
 
 // ---------------------------------------------------------------------------------------------
 // In the cluster
-
-/// A token of ServiceAccount `sa` in `ns`, from the TokenRequest API.
-async fn token_for(client: &Client, ns: &str, sa: &str) -> String {
-    let request: TokenRequest = serde_json::from_value(json!({
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": { "expirationSeconds": 600 }
-    }))
-    .expect("a literal TokenRequest");
-    Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create_token_request(sa, &PostParams::default(), &request)
-        .await
-        .unwrap_or_else(|e| panic!("TokenRequest for {ns}/{sa}: {e}"))
-        .status
-        .and_then(|s| s.token)
-        .expect("token in TokenRequest status")
-}
 
 /// What the token behind `client` may do in `namespace`, by SelfSubjectRulesReview.
 async fn granted(client: &Client, namespace: &str) -> Result<Access, String> {

@@ -31,8 +31,10 @@
 mod cleanup;
 mod cluster;
 mod namespace;
+pub mod operator;
 mod process;
 mod rollout;
+mod token;
 mod wait;
 
 pub use cleanup::DeleteOnDrop;
@@ -40,4 +42,5 @@ pub use cluster::{Cluster, bin, cluster};
 pub use namespace::TestNamespace;
 pub use process::{run, run_ok, run_with_input};
 pub use rollout::rollout_status;
+pub use token::token_for;
 pub use wait::{eventually, wait_for};

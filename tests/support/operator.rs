@@ -1,0 +1,279 @@
+//! What the operator works on in an end-to-end test: a namespace with the CRD installed, the
+//! simulator with its admin and CA Secrets, a coreapp Deployment, a `WebhookCaCertificate`
+//! named `prod`, and the checks a user would make on them.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use webhook_ca_operator::bundle::{self, Policy, SourceInput};
+use webhook_ca_operator::crd::WebhookCaCertificate;
+use webhook_ca_operator::sim::{self, DEFAULT_ADMIN_PASSWORD, SimConfig, Simulator};
+
+use super::cluster::cluster;
+use super::namespace::TestNamespace;
+use super::process::run_ok;
+use super::rollout::rollout_status;
+use super::wait::wait_for;
+
+const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
+
+/// The name the operator reports Events under.
+pub const CONTROLLER: &str = "webhook-ca-operator";
+
+pub fn ca_pem(name: &str) -> String {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.self_signed(&key).expect("self-signed").pem()
+}
+
+pub fn key_pem() -> String {
+    rcgen::KeyPair::generate().expect("key").serialize_pem()
+}
+
+/// The canonical bundle the operator must upload for these PEM texts.
+pub fn expected_bundle(pems: &[&str]) -> String {
+    let inputs: Vec<SourceInput<'_>> = pems
+        .iter()
+        .map(|p| SourceInput {
+            source: "test",
+            pem: p,
+        })
+        .collect();
+    bundle::build(&inputs, &Policy::defaults_at(jiff::Timestamp::now()))
+        .expect("test certificates build")
+        .pem
+}
+
+pub struct Setup {
+    pub ns: TestNamespace,
+    pub sim: Simulator,
+}
+
+/// A namespace with the CRD installed, a simulator, the admin and CA Secrets, and a 2-replica
+/// coreapp Deployment that has rolled out.
+pub async fn setup(prefix: &str) -> Setup {
+    let cluster = cluster().await;
+    run_ok(
+        cluster
+            .kubectl()
+            .args(["apply", "--server-side", "-f", CRDS]),
+    );
+    run_ok(cluster.kubectl().args([
+        "wait",
+        "--for=condition=Established",
+        "crd/webhookcacertificates.webhookca.io",
+    ]));
+    let ns = TestNamespace::new(prefix).await;
+    let sim = sim::start(SimConfig::default()).await.expect("simulator");
+    let secrets: Api<Secret> = ns.api();
+    let admin = json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "wa-admin"},
+        "stringData": {"username": "admin", "password": DEFAULT_ADMIN_PASSWORD}
+    });
+    let webapp = json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "webapp-tls"},
+        "stringData": {"ca.crt": sim.ca_pem().expect("TLS")}
+    });
+    for secret in [admin, webapp] {
+        let secret: Secret = serde_json::from_value(secret).expect("secret");
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("create secret");
+    }
+    let deployment: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "coreapp", "labels": {"type": "coreapp"}},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "coreapp"}},
+            "template": {
+                "metadata": {"labels": {"app": "coreapp"}, "annotations": {"team": "wa"}},
+                "spec": {"containers": [{"name": "coreapp", "image": "registry.invalid/coreapp:1"}]}
+            }
+        }
+    }))
+    .expect("deployment");
+    ns.api::<Deployment>()
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("create deployment");
+    rolled_out(&ns).await;
+    Setup { ns, sim }
+}
+
+pub async fn set_secret(ns: &TestNamespace, name: &str, key: &str, value: &str) {
+    let patch = json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+        "stringData": {key: value}
+    });
+    ns.api::<Secret>()
+        .patch(
+            name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .expect("apply secret");
+}
+
+pub async fn apply_wcc(ns: &TestNamespace, spec: serde_json::Value) {
+    let object = json!({
+        "apiVersion": "webhookca.io/v1alpha1", "kind": "WebhookCaCertificate",
+        "metadata": {"name": "prod"}, "spec": spec
+    });
+    ns.api::<WebhookCaCertificate>()
+        .patch(
+            "prod",
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .expect("apply the WebhookCaCertificate");
+}
+
+/// A spec for the Secret `internal-ca`, the simulator and the coreapp Deployment, acting at once
+/// (no debounce, no restart throttle); `extra`'s top-level fields replace the defaults.
+pub fn spec(sim: &Simulator, extra: serde_json::Value) -> serde_json::Value {
+    let mut spec = json!({
+        "sources": [{"secret": {"name": "internal-ca", "key": "ca.crt"}}],
+        "api": {
+            "url": sim.url(),
+            "credentials": {"loginSecret": {"name": "wa-admin"}},
+            "tls": {"caSecret": {"name": "webapp-tls"}}
+        },
+        "debounce": "0s",
+        "restart": {"targets": [{"kind": "Deployment", "name": "coreapp"}], "minInterval": "0s"}
+    });
+    if let (Some(base), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            base.insert(k.clone(), v.clone());
+        }
+    }
+    spec
+}
+
+pub fn condition(wcc: &WebhookCaCertificate, type_: &str) -> Option<(String, String)> {
+    wcc.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// Waits until the resource has a condition of `type_` with `status` and `reason`.
+pub async fn wait_condition(
+    ns: &TestNamespace,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> WebhookCaCertificate {
+    let api: Api<WebhookCaCertificate> = ns.api();
+    wait_for(&format!("{type_}={status}/{reason}"), || async {
+        let wcc = api.get("prod").await.map_err(|e| e.to_string())?;
+        match condition(&wcc, type_) {
+            Some((s, r)) if s == status && r == reason => Ok(wcc),
+            other => Err(format!(
+                "{type_} is {other:?}; status: {:?}",
+                wcc.status.as_ref().map(|s| &s.conditions)
+            )),
+        }
+    })
+    .await
+}
+
+/// Waits until the simulator holds exactly `expected`.
+pub async fn wait_stored_bundle(sim: &Simulator, expected: &str) {
+    wait_for("the expected bundle on the API", || async {
+        match sim.stored_bundle() {
+            Some(b) if b == expected => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
+/// How many bundles were uploaded (`POST .../ca`) since the simulator's requests were cleared.
+pub fn uploads(sim: &Simulator) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/ca"))
+        .count()
+}
+
+pub async fn rolled_out(ns: &TestNamespace) -> Deployment {
+    let api: Api<Deployment> = ns.api();
+    wait_for("coreapp to roll out", || async {
+        let d = api.get("coreapp").await.map_err(|e| e.to_string())?;
+        rollout_status(&d).map(|()| d)
+    })
+    .await
+}
+
+/// Waits for coreapp to roll out and checks that its pod template carries the hash of the
+/// bundle `wcc`'s status reports.
+pub async fn assert_rolled_with_bundle(ns: &TestNamespace, wcc: &WebhookCaCertificate) {
+    let sha = wcc
+        .status
+        .as_ref()
+        .and_then(|s| s.bundle.as_ref())
+        .map(|b| b.sha256.clone())
+        .expect("bundle status");
+    assert_eq!(
+        template_annotation(&rolled_out(ns).await, "webhookca.io/bundle-sha256"),
+        Some(sha),
+        "the coreapp Deployment rolled with the new bundle"
+    );
+}
+
+pub async fn replica_sets(ns: &TestNamespace) -> BTreeSet<String> {
+    ns.api::<ReplicaSet>()
+        .list(&ListParams::default())
+        .await
+        .expect("list replicasets")
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect()
+}
+
+/// The Events the operator wrote in the namespace.
+pub async fn operator_events(ns: &TestNamespace) -> Vec<Event> {
+    ns.api::<Event>()
+        .list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.reporting_controller.as_deref() == Some(CONTROLLER))
+        .collect()
+}
+
+pub async fn event_reasons(ns: &TestNamespace) -> Vec<String> {
+    operator_events(ns)
+        .await
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+pub fn template_annotation(d: &Deployment, key: &str) -> Option<String> {
+    d.spec
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(key)
+        .cloned()
+}
