@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
+use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -342,7 +343,8 @@ async fn apply_template_annotations<K: WorkloadObject>(
         "metadata": { "name": name },
         "spec": { "template": { "metadata": { "annotations": {
             BUNDLE_HASH_ANNOTATION: sha,
-            RESTARTED_AT_ANNOTATION: now.to_string(),
+            // Whole seconds, as kubectl's restartedAt.
+            RESTARTED_AT_ANNOTATION: now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         } } } }
     });
     Api::<K>::namespaced(client.clone(), ns)
@@ -379,6 +381,13 @@ pub async fn rollout_restart(
     }
 }
 
+/// kube's default client retries 429 answers up to 15 times, waiting the Retry-After the
+/// apiserver sends (10 s for an eviction a PodDisruptionBudget refuses), so such a refusal would
+/// hold the reconcile for minutes. An eviction not accepted within this time counts as refused
+/// for now; dropping the request stops the retries, and a later step tries again. If the
+/// apiserver was merely slow and did evict, the next step sees the pod terminating and waits.
+const EVICTION_ANSWER: Duration = Duration::from_secs(3);
+
 /// What the workload looks like now: desired pod count, progress and pod selector.
 struct Fresh {
     desired: i32,
@@ -401,13 +410,20 @@ async fn fresh<K: WorkloadObject>(
 /// `since`, through the Eviction API so that PodDisruptionBudgets are honoured (a refusal, 429,
 /// is `Waiting`). Evicts only while the workload is fully rolled out and every one of its pods
 /// is ready and none is terminating, so that at most one pod is down at any time. The workload
-/// is read again: `w` may be older than the last eviction.
+/// is read again: `w` may be older than the last eviction. Pods have creation times in whole
+/// seconds, so nothing is evicted in the second of `since`: a replacement created then would
+/// look as old as the pods it replaces.
 pub async fn evict_step(
     client: &Client,
     ns: &str,
     w: &Workload,
     since: jiff::Timestamp,
 ) -> Result<EvictStep, RestartError> {
+    if jiff::Timestamp::now().as_second() <= since.as_second() {
+        return Ok(EvictStep::Waiting {
+            reason: "eviction begins in the second after the restart started".to_owned(),
+        });
+    }
     let Fresh { desired, workload } = match w.kind {
         WorkloadKind::Deployment => fresh::<Deployment>(client, ns, &w.name).await?,
         WorkloadKind::StatefulSet => fresh::<StatefulSet>(client, ns, &w.name).await?,
@@ -448,7 +464,18 @@ pub async fn evict_step(
             ),
         });
     }
-    match pods_api.evict(&pod, &EvictParams::default()).await {
+    let params = EvictParams::default();
+    let eviction = pods_api.evict(&pod, &params);
+    let Ok(answer) = tokio::time::timeout(EVICTION_ANSWER, eviction).await else {
+        return Ok(EvictStep::Waiting {
+            reason: format!(
+                "eviction of pod {pod} not accepted within {}s: a PodDisruptionBudget allows no \
+                 disruption now, or the API server is throttling",
+                EVICTION_ANSWER.as_secs()
+            ),
+        });
+    };
+    match answer {
         Ok(_) => Ok(EvictStep::Evicted { pod }),
         Err(kube::Error::Api(status)) if status.code == 429 => Ok(EvictStep::Waiting {
             reason: format!(
@@ -479,10 +506,9 @@ enum Plan {
 /// terminating or unready and `desired` pods are ready. Finished pods (Succeeded, Failed) are
 /// ignored: they serve nothing and their controller has already replaced them.
 ///
-/// Creation timestamps have whole seconds, so a pod created in the same second as `since` counts
-/// as new: otherwise the replacement of the first evicted pod, usually created within that second,
-/// would be evicted once more. A pod created in that second just before `since` starts its
-/// containers later still, after the upload.
+/// Creation timestamps have whole seconds, so a pod created in the second of `since` counts as
+/// old: it may predate the restart. [`evict_step`] evicts only from the next second on, so no
+/// replacement shares that second.
 fn plan_eviction(pods: &[Pod], desired: i32, since: jiff::Timestamp) -> Plan {
     let since = since.as_second();
     let live: Vec<&Pod> = pods
@@ -501,9 +527,6 @@ fn plan_eviction(pods: &[Pod], desired: i32, since: jiff::Timestamp) -> Plan {
     let mut old: Vec<&Pod> = live
         .iter()
         .copied()
-        // creationTimestamp has whole seconds: a pod from the second `since` falls in may
-        // predate it, so it counts as old (the caller starts evicting a second later, so no
-        // replacement pod can share that second).
         .filter(|p| created(p).is_none_or(|t| t <= since))
         .collect();
     if old.is_empty() {
@@ -587,7 +610,12 @@ mod tests {
             plan_eviction(&pods[..1], 1, since),
             Plan::Evict("same-second".into())
         );
-        let next_second = [pod("replacement", "2026-05-01T12:00:01Z", true, Value::Null)];
+        let next_second = [pod(
+            "replacement",
+            "2026-05-01T12:00:01Z",
+            true,
+            Value::Null,
+        )];
         assert_eq!(plan_eviction(&next_second, 1, since), Plan::Done);
     }
 
