@@ -565,12 +565,7 @@ async fn restart(
         } else {
             w.progress.clone()
         };
-        if spec.method == RestartMethod::Evict && now.as_second() <= started_at.0.as_second() {
-            // Pods' creation times have whole seconds; evicting only from the next second on
-            // keeps replacements apart from the pods that predate the restart.
-            waiting_on_evictions = true;
-            progress = in_progress("eviction begins in a moment".to_owned());
-        } else if spec.method == RestartMethod::Evict {
+        if spec.method == RestartMethod::Evict {
             match evict_step(&ctx.client, namespace, w, started_at.0).await {
                 Ok(EvictStep::Done) => {}
                 Ok(EvictStep::Evicted { pod }) => {
