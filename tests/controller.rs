@@ -16,8 +16,8 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use support::TestNamespace;
 use support::operator::{
-    Setup, apply_wcc, ca_pem, condition, event_reasons, expected_bundle, key_pem, replica_sets,
-    rolled_out, set_secret, setup, spec, template_annotation, wait_condition,
+    Setup, apply_wcc, ca_pem, condition, event_reasons, expected_bundle, key_pem, operator_events,
+    replica_sets, rolled_out, set_secret, setup, spec, template_annotation, wait_condition,
 };
 use support::wait_for;
 use tokio::sync::oneshot;
@@ -148,6 +148,14 @@ async fn uploads_restarts_and_follows_source_changes() {
         1,
         "{after_rotation:?}"
     );
+    // Each upload has its own Event naming its own bundle.
+    let upload_notes: BTreeSet<String> = operator_events(&ns)
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("Uploaded"))
+        .filter_map(|e| e.note)
+        .collect();
+    assert_eq!(upload_notes.len(), 2, "{upload_notes:?}");
 
     // A restarted operator finds everything in place: no upload, no restart.
     operator.shutdown().await;

@@ -1,4 +1,4 @@
-//! What every reconcile shares: the Kubernetes client, the Event recorder, metrics, settings,
+//! What every reconcile shares: the Kubernetes client, the Event reporter, metrics, settings,
 //! and the state that must outlive one reconcile (API clients with their token caches, pending
 //! debounces).
 
@@ -51,7 +51,8 @@ pub(crate) struct Pending {
 
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    /// Who writes the Events (controller name and replica).
+    pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     /// One API client per resource, rebuilt when its connection settings change; keeping it
@@ -67,13 +68,21 @@ impl Context {
             instance: settings.instance.clone(),
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            reporter,
             client,
             metrics,
             settings,
             api_clients: Mutex::default(),
             pending: Mutex::default(),
         }
+    }
+
+    /// A recorder for one Event. kube's Recorder folds an Event with the same reason into the
+    /// first one's series for minutes and keeps the first note, so a second upload would show the
+    /// first upload's hash. Events here are written only on changes and actions, never per pass,
+    /// so each gets its own object instead.
+    pub fn recorder(&self) -> Recorder {
+        Recorder::new(self.client.clone(), self.reporter.clone())
     }
 
     /// The cached client for `key` if it was built with the same `settings_key`, else `build()`'s.

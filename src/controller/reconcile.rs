@@ -811,7 +811,7 @@ async fn publish(
         secondary: None,
     };
     // An Event that cannot be written is not worth failing the reconcile for.
-    if let Err(e) = ctx.recorder.publish(&event, &wcc.object_ref(&())).await {
+    if let Err(e) = ctx.recorder().publish(&event, &wcc.object_ref(&())).await {
         tracing::warn!(error = %e, reason, "could not publish an Event");
     }
 }
