@@ -80,6 +80,22 @@ impl Drop for Operator {
     }
 }
 
+/// A namespace whose `internal-ca` Secret holds one CA named `ca_name`, the operator running,
+/// and the resource (`spec` plus `extra`) Ready.
+async fn synced(
+    prefix: &str,
+    ca_name: &str,
+    extra: serde_json::Value,
+) -> (Setup, Operator, String) {
+    let setup = setup(prefix).await;
+    let ca = ca_pem(ca_name);
+    set_secret(&setup.ns, "internal-ca", "ca.crt", &ca).await;
+    let operator = Operator::start(&setup.ns);
+    apply_wcc(&setup.ns, spec(&setup.sim, extra)).await;
+    wait_condition(&setup.ns, "Ready", "True", "Synced").await;
+    (setup, operator, ca)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_restarts_and_follows_source_changes() {
     let Setup { ns, sim } = setup("ctl-flow").await;
@@ -191,12 +207,7 @@ async fn uploads_restarts_and_follows_source_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_source_never_replaces_the_good_bundle() {
-    let Setup { ns, sim } = setup("ctl-invalid").await;
-    let good = ca_pem("Good Root");
-    set_secret(&ns, "internal-ca", "ca.crt", &good).await;
-    let operator = Operator::start(&ns);
-    apply_wcc(&ns, spec(&sim, json!({}))).await;
-    wait_condition(&ns, "Ready", "True", "Synced").await;
+    let (Setup { ns, sim }, operator, good) = synced("ctl-invalid", "Good Root", json!({})).await;
     let uploaded = sim.stored_bundle();
     let sets = replica_sets(&ns).await;
 
@@ -249,12 +260,12 @@ async fn an_invalid_source_never_replaces_the_good_bundle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_on_the_api_is_corrected() {
-    let Setup { ns, sim } = setup("ctl-drift").await;
-    let ca = ca_pem("Drift Root");
-    set_secret(&ns, "internal-ca", "ca.crt", &ca).await;
-    let operator = Operator::start(&ns);
-    apply_wcc(&ns, spec(&sim, json!({"driftCheckInterval": "1s"}))).await;
-    wait_condition(&ns, "Ready", "True", "Synced").await;
+    let (Setup { ns, sim }, operator, ca) = synced(
+        "ctl-drift",
+        "Drift Root",
+        json!({"driftCheckInterval": "1s"}),
+    )
+    .await;
     let sets = replica_sets(&ns).await;
 
     // Someone uploads another bundle by hand.
@@ -275,11 +286,17 @@ async fn drift_on_the_api_is_corrected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletion_policy_delete_removes_the_bundle_and_retain_keeps_it() {
-    let Setup { ns, sim } = setup("ctl-delete").await;
-    set_secret(&ns, "internal-ca", "ca.crt", &ca_pem("Deleted Root")).await;
-    let operator = Operator::start(&ns);
-    apply_wcc(&ns, spec(&sim, json!({"deletionPolicy": "Delete"}))).await;
-    let wcc = wait_condition(&ns, "Ready", "True", "Synced").await;
+    let (Setup { ns, sim }, operator, _) = synced(
+        "ctl-delete",
+        "Deleted Root",
+        json!({"deletionPolicy": "Delete"}),
+    )
+    .await;
+    let wcc = ns
+        .api::<WebhookCaCertificate>()
+        .get("prod")
+        .await
+        .expect("get");
     assert!(wcc.finalizers().iter().any(|f| f == "webhookca.io/cleanup"));
 
     let api: Api<WebhookCaCertificate> = ns.api();
