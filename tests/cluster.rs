@@ -6,8 +6,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::authentication::v1::TokenRequest;
-use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::PostParams;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
@@ -225,21 +224,7 @@ subjects:
         ns = ns.name()
     ));
 
-    let request: TokenRequest = serde_json::from_value(json!({
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": { "expirationSeconds": 600 }
-    }))
-    .expect("a literal TokenRequest");
-    let issued = ns
-        .api::<ServiceAccount>()
-        .create_token_request("reader", &PostParams::default(), &request)
-        .await
-        .expect("TokenRequest for reader");
-    let token = issued
-        .status
-        .and_then(|s| s.token)
-        .expect("token in TokenRequest status");
+    let token = support::token_for(&ns.client(), ns.name(), "reader").await;
     let as_reader: Api<Secret> = Api::namespaced(cluster.client_with_token(&token), ns.name());
 
     // RBAC reaches the authorizer through an informer: the binding may need a moment.

@@ -4,7 +4,6 @@
 mod support;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -388,19 +387,7 @@ async fn unprivileged_client(ns: &TestNamespace) -> kube::Client {
         .create(&PostParams::default(), &account)
         .await
         .expect("create service account");
-    let request: TokenRequest = serde_json::from_value(json!({
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": { "expirationSeconds": 600 }
-    }))
-    .expect("a literal TokenRequest");
-    let token = accounts
-        .create_token_request("nobody", &PostParams::default(), &request)
-        .await
-        .expect("TokenRequest")
-        .status
-        .and_then(|s| s.token)
-        .expect("token in TokenRequest status");
+    let token = support::token_for(&ns.client(), ns.name(), "nobody").await;
     ns.cluster().client_with_token(&token)
 }
 

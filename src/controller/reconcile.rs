@@ -183,8 +183,9 @@ async fn run(
     let mut outcome = Outcome::default();
     evaluate(wcc, ctx, namespace, key, &knobs, now, &mut outcome).await;
 
-    let ready = ready_verdict(&outcome.verdicts, wcc.spec.restart.wait_for_rollout);
+    // A step that decided Ready itself (suspend) keeps its verdict.
     if !outcome.verdicts.iter().any(|v| v.type_ == READY) {
+        let ready = ready_verdict(&outcome.verdicts, wcc.spec.restart.wait_for_rollout);
         outcome.verdicts.insert(0, ready);
     }
     let is_ready = outcome
@@ -557,11 +558,7 @@ async fn restart(
             && spec.method == RestartMethod::RolloutRestart
         {
             // Just patched: the workload's status has not seen the new template yet.
-            Progress::InProgress {
-                updated: 0,
-                replicas: 0,
-                message: "restart requested".to_owned(),
-            }
+            in_progress("restart requested".to_owned())
         } else {
             w.progress.clone()
         };
