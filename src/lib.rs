@@ -9,6 +9,7 @@ pub mod duration;
 pub mod http;
 pub mod metrics;
 pub mod onprem;
+pub mod reason;
 pub mod sim;
 pub mod telemetry;
 pub mod tls;

@@ -10,26 +10,51 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::bundle::Bundle;
+use crate::crd::{RestartMethod, WorkloadKind};
+
+/// The resource a series belongs to.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResourceLabels {
     pub namespace: String,
     pub name: String,
 }
 
+impl ResourceLabels {
+    pub fn new(namespace: &str, name: &str) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+/// The result label: `success`, or the failure's reason (a CamelCase condition reason).
+const SUCCESS: &str = "success";
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabels {
-    pub namespace: String,
-    pub name: String,
-    /// `success`, or the failure's reason (a CamelCase condition reason).
-    pub result: String,
+struct ResultLabels {
+    namespace: String,
+    name: String,
+    result: String,
+}
+
+impl ResultLabels {
+    fn new(resource: &ResourceLabels, result: &str) -> Self {
+        Self {
+            namespace: resource.namespace.clone(),
+            name: resource.name.clone(),
+            result: result.to_owned(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RestartLabels {
-    pub namespace: String,
-    pub kind: String,
-    pub method: String,
-    pub result: String,
+struct RestartLabels {
+    namespace: String,
+    kind: String,
+    method: String,
+    result: String,
 }
 
 /// Reconcile durations from 10 ms to about 20 s.
@@ -42,16 +67,17 @@ impl MetricConstructor<Histogram> for DurationBuckets {
     }
 }
 
-/// Every metric the operator exports.
+/// Every metric the operator exports. Call sites record through the methods, which build the
+/// labels, so a label set is spelt in one place.
 pub struct Metrics {
     registry: Registry,
-    pub reconciles: Family<ResultLabels, Counter>,
-    pub reconcile_duration: Family<ResourceLabels, Histogram, DurationBuckets>,
-    pub uploads: Family<ResultLabels, Counter>,
-    pub restarts: Family<RestartLabels, Counter>,
-    pub certificates: Family<ResourceLabels, Gauge>,
-    pub earliest_expiry: Family<ResourceLabels, Gauge>,
-    pub ready: Family<ResourceLabels, Gauge>,
+    reconciles: Family<ResultLabels, Counter>,
+    reconcile_duration: Family<ResourceLabels, Histogram, DurationBuckets>,
+    uploads: Family<ResultLabels, Counter>,
+    restarts: Family<RestartLabels, Counter>,
+    certificates: Family<ResourceLabels, Gauge>,
+    earliest_expiry: Family<ResourceLabels, Gauge>,
+    ready: Family<ResourceLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -123,17 +149,55 @@ impl Metrics {
         Ok(out)
     }
 
-    pub fn observe_reconcile(&self, resource: &ResourceLabels, result: &str, took: Duration) {
+    /// One reconcile of `resource`; `failure` is the reason it did not complete.
+    pub fn reconcile(&self, resource: &ResourceLabels, failure: Option<&str>, took: Duration) {
         self.reconciles
-            .get_or_create(&ResultLabels {
-                namespace: resource.namespace.clone(),
-                name: resource.name.clone(),
-                result: result.to_owned(),
-            })
+            .get_or_create(&ResultLabels::new(resource, failure.unwrap_or(SUCCESS)))
             .inc();
         self.reconcile_duration
             .get_or_create(resource)
             .observe(took.as_secs_f64());
+    }
+
+    /// One upload attempt; `failure` is the reason it failed.
+    pub fn upload(&self, resource: &ResourceLabels, failure: Option<&str>) {
+        self.uploads
+            .get_or_create(&ResultLabels::new(resource, failure.unwrap_or(SUCCESS)))
+            .inc();
+    }
+
+    /// One workload restart begun (or refused, with the error).
+    pub fn restart(
+        &self,
+        namespace: &str,
+        kind: WorkloadKind,
+        method: RestartMethod,
+        failure: Option<&str>,
+    ) {
+        // The CRD's own spellings (`Deployment`, `RolloutRestart`): bounded by the enums.
+        let labels = RestartLabels {
+            namespace: namespace.to_owned(),
+            kind: format!("{kind:?}"),
+            method: format!("{method:?}"),
+            result: failure.unwrap_or(SUCCESS).to_owned(),
+        };
+        self.restarts.get_or_create(&labels).inc();
+    }
+
+    /// The bundle currently built for `resource`.
+    pub fn bundle(&self, resource: &ResourceLabels, bundle: &Bundle) {
+        self.certificates
+            .get_or_create(resource)
+            .set(i64::try_from(bundle.certificates.len()).unwrap_or(i64::MAX));
+        if let Some(first) = bundle.earliest_expiry() {
+            self.earliest_expiry
+                .get_or_create(resource)
+                .set(first.not_after.as_second());
+        }
+    }
+
+    pub fn ready(&self, resource: &ResourceLabels, ready: bool) {
+        self.ready.get_or_create(resource).set(i64::from(ready));
     }
 
     /// Drops the series of a deleted resource, so that gauges do not report it forever.
@@ -152,11 +216,8 @@ mod tests {
     #[test]
     fn exposition_names_the_families_with_the_prefix() {
         let metrics = Metrics::default();
-        let resource = ResourceLabels {
-            namespace: "wa".into(),
-            name: "prod".into(),
-        };
-        metrics.observe_reconcile(&resource, "success", Duration::from_millis(20));
+        let resource = ResourceLabels::new("wa", "prod");
+        metrics.reconcile(&resource, None, Duration::from_millis(20));
         metrics.certificates.get_or_create(&resource).set(3);
         let text = metrics.encode().expect("encodes");
         assert!(

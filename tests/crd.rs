@@ -123,7 +123,13 @@ async fn the_example_is_accepted_and_defaults_apply() {
 
     let prod = api.get("prod").await.expect("get prod");
     assert_eq!(prod.spec.sources.len(), 3);
-    assert_eq!(prod.spec.drift_check_interval.as_deref(), Some("10m"));
+    assert_eq!(
+        prod.spec
+            .drift_check_interval
+            .map(|d| d.to_string())
+            .as_deref(),
+        Some("10m0s")
+    );
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ use webhook_ca_operator::controller::restart::{
     evict_step, resolve_targets, rollout_restart,
 };
 use webhook_ca_operator::crd::{RestartSpec, RestartTarget, WorkloadKind};
+use webhook_ca_operator::reason::ConditionReason;
 
 const FOREIGN_ANNOTATION: &str = "example.com/owned-by";
 const SHA: &str = "4f6c2b1e9a0d4c7e8b3f5a6d2c1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e";

@@ -15,6 +15,7 @@ use webhook_ca_operator::controller::credentials::{SecretCredentials, tls_trust}
 use webhook_ca_operator::controller::sources::{ResolvedSource, SourceError, resolve_sources};
 use webhook_ca_operator::crd::{ApiCredentials, ApiTls, Source};
 use webhook_ca_operator::onprem::{CredentialSource, Credentials, TlsTrust};
+use webhook_ca_operator::reason::ConditionReason;
 
 /// A self-signed certificate and its key, both PEM.
 struct Generated {

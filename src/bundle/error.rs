@@ -3,6 +3,7 @@
 
 use super::pem::PemError;
 use super::policy::Finding;
+use crate::reason::ConditionReason;
 
 /// `source_name`, not `source`: thiserror would take a field named `source` for the error's cause.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,10 +36,9 @@ fn join(findings: &[Finding]) -> String {
     shown.join("; ")
 }
 
-impl BundleError {
-    /// A short CamelCase name for the failure: the `BundleValid` condition's reason and the
-    /// matching Event's reason.
-    pub fn reason(&self) -> &'static str {
+/// The `BundleValid` condition's reason and the matching Event's reason.
+impl ConditionReason for BundleError {
+    fn reason(&self) -> &'static str {
         match self {
             BundleError::PrivateKey { .. } => "PrivateKeyRefused",
             BundleError::InvalidPem { .. } => "InvalidPem",

@@ -1,14 +1,19 @@
 //! The controller of `WebhookCaCertificate` resources: watches, leader election, and the
 //! reconcile pipeline (see [`reconcile`]).
 
-pub mod cleanup;
+mod api;
 pub mod context;
 pub mod credentials;
+mod deletion;
+pub mod error;
+pub mod finalizer;
 pub mod reconcile;
+mod report;
 pub mod restart;
-pub mod rollout;
 pub mod sources;
 pub mod status;
+pub mod step;
+mod upload;
 
 use std::future::Future;
 use std::sync::Arc;

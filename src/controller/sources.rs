@@ -16,6 +16,7 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::crd::{ObjectSource, Source, WebhookCaCertificate};
+use crate::reason::ConditionReason;
 pub use selector::SelectorError;
 
 /// What every PEM block begins with; keys without it are not read when no key is named.
@@ -78,7 +79,7 @@ impl fmt::Display for ObjectKind {
     }
 }
 
-/// Why the sources could not be read. See [`SourceError::reason`] for the condition reason.
+/// Why the sources could not be read; [`ConditionReason`] gives the condition reason.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("{kind} {name:?} not found in namespace {namespace}")]
@@ -156,9 +157,8 @@ pub enum SourceError {
     },
 }
 
-impl SourceError {
-    /// The condition and Event reason.
-    pub fn reason(&self) -> &'static str {
+impl ConditionReason for SourceError {
+    fn reason(&self) -> &'static str {
         match self {
             SourceError::NotFound { .. } | SourceError::NothingSelected { .. } => "SourceNotFound",
             SourceError::KeyNotFound { .. } | SourceError::NoPem { .. } => "SourceKeyNotFound",
@@ -174,11 +174,18 @@ impl SourceError {
         }
     }
 
-    /// Whether trying again later may succeed without anyone changing the spec or the objects.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, SourceError::Unavailable { .. })
+    /// A missing or invalid source is cured by an edit of the resource or of a Secret or
+    /// ConfigMap, which the watches see. An unreadable one may pass by itself, and RBAC
+    /// grants are not watched: those are retried.
+    fn awaits_change(&self) -> bool {
+        !matches!(
+            self,
+            SourceError::Unavailable { .. } | SourceError::Forbidden { .. }
+        )
     }
+}
 
+impl SourceError {
     /// Classifies a failed read of `what` (e.g. `Secret "ca"`). A missing object never gets
     /// here: `get_opt` answers it with `None`.
     fn from_kube(kind: ObjectKind, namespace: &str, what: String, error: kube::Error) -> Self {

@@ -1,5 +1,5 @@
-//! Conditions and status, computed without I/O: the reconcile collects what it observed into an
-//! [`Outcome`], and this module turns it into the status to apply and the Events to emit.
+//! Conditions and status, computed without I/O: the reconcile's steps decide [`Verdict`]s, and
+//! this module merges them into `metav1.Condition`s and summarises the bundle.
 
 use std::collections::BTreeMap;
 
@@ -41,6 +41,11 @@ impl Verdict {
             message: message.into(),
         }
     }
+}
+
+/// The first 16 hex digits of a hash, as messages show it.
+pub fn short(sha: &str) -> &str {
+    sha.get(..16).unwrap_or(sha)
 }
 
 /// Messages end up in `kubectl describe` and Events; keep them short and bounded.

@@ -16,13 +16,15 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use crate::bundle::{Action as PolicyAction, Order as BundleOrder};
-pub use crate::duration::{DurationParseError, parse_duration};
+pub use crate::duration::{DurationParseError, GoDuration, parse_duration};
+
 pub use restart::{RestartMethod, RestartSpec, RestartTarget, WorkloadKind};
 pub use source::{ObjectSource, Source};
 pub use status::{
     BundleStatus, CertificateStatus, RolloutState, RolloutStatus, TargetRollout,
     WebhookCaCertificateStatus,
 };
+use std::time::Duration;
 pub use target::{ApiCredentials, ApiTarget, ApiTls, LoginSecretRef, SecretKeyRef};
 
 /// The API group of every resource this operator defines.
@@ -110,19 +112,34 @@ pub struct WebhookCaCertificateSpec {
     /// How often the bundle held by the API is read back and re-uploaded if someone changed it.
     /// A Go-style duration such as `10m` or `1h30m`. Defaults to `10m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
-    pub drift_check_interval: Option<String>,
+    pub drift_check_interval: Option<GoDuration>,
 
     /// How long to wait after a source changes before acting, so that several changes landing
     /// close together cause one upload and one rollout. A Go-style duration; defaults to `5s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
-    pub debounce: Option<String>,
+    pub debounce: Option<GoDuration>,
 
     /// Stops all uploads, deletions and restarts for this resource while true. Status still
     /// reports the bundle that the sources would produce.
     #[serde(default)]
     pub suspend: bool,
+}
+
+impl WebhookCaCertificateSpec {
+    pub const DEFAULT_DRIFT_CHECK_INTERVAL: Duration = Duration::from_secs(600);
+    pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(5);
+
+    /// `driftCheckInterval`, or its documented default.
+    pub fn drift_check_interval(&self) -> Duration {
+        self.drift_check_interval
+            .map_or(Self::DEFAULT_DRIFT_CHECK_INTERVAL, GoDuration::get)
+    }
+
+    /// `debounce`, or its documented default.
+    pub fn debounce(&self) -> Duration {
+        self.debounce
+            .map_or(Self::DEFAULT_DEBOUNCE, GoDuration::get)
+    }
 }
 
 /// Treatment of certificates that would otherwise be accepted.

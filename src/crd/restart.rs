@@ -5,6 +5,10 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use std::time::Duration;
+
+use crate::duration::GoDuration;
+
 /// The restart that makes the coreapp nodes load the new bundle.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -27,13 +31,11 @@ pub struct RestartSpec {
     /// How long a rollout may take before it is reported as failed, a Go-style duration.
     /// Defaults to `10m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
-    pub rollout_timeout: Option<String>,
+    pub rollout_timeout: Option<GoDuration>,
     /// The shortest time between two restarts of the same targets, so that a flapping source
     /// cannot flood the cluster with ReplicaSets. A Go-style duration; defaults to `1m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
-    pub min_interval: Option<String>,
+    pub min_interval: Option<GoDuration>,
 }
 
 impl Default for RestartSpec {
@@ -45,6 +47,23 @@ impl Default for RestartSpec {
             rollout_timeout: None,
             min_interval: None,
         }
+    }
+}
+
+impl RestartSpec {
+    pub const DEFAULT_ROLLOUT_TIMEOUT: Duration = Duration::from_secs(600);
+    pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(60);
+
+    /// `rolloutTimeout`, or its documented default.
+    pub fn rollout_timeout(&self) -> Duration {
+        self.rollout_timeout
+            .map_or(Self::DEFAULT_ROLLOUT_TIMEOUT, GoDuration::get)
+    }
+
+    /// `minInterval`, or its documented default.
+    pub fn min_interval(&self) -> Duration {
+        self.min_interval
+            .map_or(Self::DEFAULT_MIN_INTERVAL, GoDuration::get)
     }
 }
 

@@ -3,6 +3,10 @@
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
+use std::time::Duration;
+
+use crate::duration::GoDuration;
+
 /// The webapp of an On-Premises API installation.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -23,8 +27,16 @@ pub struct ApiTarget {
     pub allow_plain_http: bool,
     /// Timeout of one API request, a Go-style duration. Defaults to `30s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
-    pub timeout: Option<String>,
+    pub timeout: Option<GoDuration>,
+}
+
+impl ApiTarget {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// `timeout`, or its documented default.
+    pub fn timeout(&self) -> Duration {
+        self.timeout.map_or(Self::DEFAULT_TIMEOUT, GoDuration::get)
+    }
 }
 
 /// Credentials of an admin user of the API. The Secrets are read at each login, so a rotated

@@ -12,6 +12,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::auth::CredentialError;
+use crate::reason::ConditionReason;
 
 /// Longest excerpt of a non-envelope error body kept in an error message.
 const BODY_EXCERPT_CHARS: usize = 200;
@@ -357,6 +358,13 @@ fn request_id_suffix(id: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
+/// The API is not watched: every failure talking to it is retried.
+impl ConditionReason for ApiError {
+    fn reason(&self) -> &'static str {
+        self.reason().as_str()
+    }
+}
+
 impl ApiError {
     /// The short, stable classification of this error.
     pub fn reason(&self) -> Reason {
@@ -373,7 +381,7 @@ impl ApiError {
 
     /// The label for metrics; the same string as [`Reason::as_str`].
     pub fn metric_label(&self) -> &'static str {
-        self.reason().as_str()
+        ConditionReason::reason(self)
     }
 
     /// Whether a retry of the same request may succeed.
