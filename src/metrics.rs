@@ -11,7 +11,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::bundle::Bundle;
-use crate::crd::{RestartMethod, WorkloadKind};
+use kube::ResourceExt;
+
+use crate::crd::{RestartMethod, WebhookCaCertificate, WorkloadKind};
 
 /// The resource a series belongs to.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -26,6 +28,15 @@ impl ResourceLabels {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
         }
+    }
+
+    pub fn of(wcc: &WebhookCaCertificate) -> Self {
+        Self::new(&wcc.namespace().unwrap_or_default(), &wcc.name_any())
+    }
+
+    /// `namespace/name`, the key of the controller's per-resource state.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
     }
 }
 

@@ -3,21 +3,21 @@
 
 use std::sync::Arc;
 
-use super::Context;
 use super::credentials::{SecretCredentials, tls_trust};
 use super::status::{INSECURE_TLS, UPLOADED, Verdict};
-use super::step::StepFailure;
-use crate::crd::{ApiTarget, WebhookCaCertificate};
+use super::step::{Pass, StepFailure};
+use crate::crd::ApiTarget;
 use crate::onprem::{ClientConfig, OnPremClient, TlsTrust};
 
 /// The client for `wcc`'s API, and the `InsecureTls` condition its TLS settings earn.
-pub async fn connect(
-    ctx: &Context,
-    wcc: &WebhookCaCertificate,
-    namespace: &str,
-    key: &str,
-) -> Result<(OnPremClient, Verdict), StepFailure> {
-    let target = &wcc.spec.api;
+pub async fn connect(pass: &Pass<'_>) -> Result<(OnPremClient, Verdict), StepFailure> {
+    let Pass {
+        ctx,
+        namespace,
+        key,
+        ..
+    } = pass;
+    let target = &pass.wcc.spec.api;
     let trust = tls_trust(&ctx.client, namespace, &target.tls)
         .await
         .map_err(StepFailure::mapper(UPLOADED))?;
@@ -45,7 +45,7 @@ pub async fn connect(
             config.retry = ctx.settings.api_retry.clone();
             let credentials = SecretCredentials::new(
                 ctx.client.clone(),
-                namespace.to_owned(),
+                (*namespace).to_owned(),
                 target.credentials.clone(),
             );
             OnPremClient::new(config, Arc::new(credentials))

@@ -2,14 +2,16 @@
 //! and the state that must outlive one reconcile (API clients with their token caches, pending
 //! debounces).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::metrics::Metrics;
+use crate::crd::WebhookCaCertificate;
+use crate::metrics::{Metrics, ResourceLabels};
 use crate::onprem::{OnPremClient, RetryPolicy};
 
 /// The controller's name in Events, field managers and the leader Lease.
@@ -46,7 +48,10 @@ impl Default for Settings {
 #[derive(Debug, Clone)]
 pub(crate) struct Pending {
     pub sha256: String,
+    /// When this bundle was first seen: the debounce runs from here.
     pub since: Instant,
+    /// When the first bundle of this burst was seen: `maxDelay` runs from here.
+    pub first: Instant,
 }
 
 pub struct Context {
@@ -59,6 +64,11 @@ pub struct Context {
     /// keeps its login token.
     api_clients: Mutex<HashMap<String, (String, OnPremClient)>>,
     pending: Mutex<HashMap<String, Pending>>,
+    /// Every resource, as the controller's watch sees it; set once the controller runs.
+    store: OnceLock<Store<WebhookCaCertificate>>,
+    tracked: Mutex<HashSet<ResourceLabels>>,
+    /// Resources whose deletion cleanup has begun (see `deletion`).
+    cleanups: Mutex<HashSet<String>>,
 }
 
 impl Context {
@@ -74,7 +84,20 @@ impl Context {
             settings,
             api_clients: Mutex::default(),
             pending: Mutex::default(),
+            store: OnceLock::new(),
+            tracked: Mutex::default(),
+            cleanups: Mutex::default(),
         }
+    }
+
+    pub(crate) fn set_store(&self, store: Store<WebhookCaCertificate>) {
+        // Set by the one controller that runs on this context; a second would see the same.
+        let _ = self.store.set(store);
+    }
+
+    /// Every resource the controller's cache holds (none before it runs).
+    pub fn resources(&self) -> Vec<Arc<WebhookCaCertificate>> {
+        self.store.get().map(Store::state).unwrap_or_default()
     }
 
     /// A recorder for one Event. kube's Recorder folds an Event with the same reason into the
@@ -108,22 +131,30 @@ impl Context {
     }
 
     /// How long to wait before acting on `sha256` for `key`: zero once it has been pending for
-    /// `debounce`, or when it replaces nothing.
-    pub(crate) fn debounce(&self, key: &str, sha256: &str, debounce: Duration) -> Duration {
+    /// `debounce`, or once the burst it ends has been pending for `max_delay`.
+    pub(crate) fn debounce(
+        &self,
+        key: &str,
+        sha256: &str,
+        debounce: Duration,
+        max_delay: Duration,
+    ) -> Duration {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         let entry = pending.entry(key.to_owned()).or_insert_with(|| Pending {
             sha256: sha256.to_owned(),
             since: now,
+            first: now,
         });
         if entry.sha256 != sha256 {
-            // Another change within the window starts it again: one action for the burst.
-            *entry = Pending {
-                sha256: sha256.to_owned(),
-                since: now,
-            };
+            // Another change within the window starts it again (one action for the burst),
+            // but not the burst's deadline: a source that never rests still gets uploaded.
+            entry.sha256 = sha256.to_owned();
+            entry.since = now;
         }
-        debounce.saturating_sub(now.duration_since(entry.since))
+        let quiet = debounce.saturating_sub(now.duration_since(entry.since));
+        let deadline = max_delay.saturating_sub(now.duration_since(entry.first));
+        quiet.min(deadline)
     }
 
     /// Forgets what is kept for a resource that reached its goal or was deleted.
@@ -134,11 +165,70 @@ impl Context {
             .remove(key);
     }
 
-    pub(crate) fn forget(&self, key: &str) {
-        self.settle(key);
+    /// Whether the controller's cache still holds `resource` (true before the controller runs).
+    pub(crate) fn holds(&self, resource: &ResourceLabels) -> bool {
+        self.store.get().is_none_or(|store| {
+            store
+                .get(&ObjectRef::new(&resource.name).within(&resource.namespace))
+                .is_some()
+        })
+    }
+
+    /// Whether this is the first cleanup pass for `key` in this process (later passes only
+    /// follow the restart; the mark goes with [`Self::forget`]).
+    pub(crate) fn begin_cleanup(&self, key: &str) -> bool {
+        self.cleanups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.to_owned())
+    }
+
+    /// Notes that a pass ran for `resource`, so that [`Self::sweep`] can forget it later.
+    pub(crate) fn track(&self, resource: &ResourceLabels) {
+        self.tracked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(resource.clone());
+    }
+
+    /// Forgets everything kept for a resource that is gone: its API client and token, its
+    /// debounce, and its metric series (an expiry alert must not fire for it forever).
+    pub(crate) fn forget(&self, resource: &ResourceLabels) {
+        let key = resource.key();
+        self.settle(&key);
         self.api_clients
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
+            .remove(&key);
+        self.metrics.forget(resource);
+        self.cleanups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+        self.tracked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(resource);
+    }
+
+    /// Forgets every tracked resource the cache no longer holds: a deletion that happened while
+    /// the watch was down comes with no Delete event, only with the next full list.
+    pub(crate) fn sweep(&self) {
+        let live: HashSet<ResourceLabels> = self
+            .resources()
+            .iter()
+            .map(|w| ResourceLabels::of(w))
+            .collect();
+        let gone: Vec<ResourceLabels> = self
+            .tracked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|r| !live.contains(r))
+            .cloned()
+            .collect();
+        for resource in &gone {
+            self.forget(resource);
+        }
     }
 }

@@ -1,34 +1,104 @@
 //! `deletionPolicy: Delete`: the bundle leaves the API with the resource, and the coreapps
-//! restart without it.
+//! restart without it. Held by the finalizer, so it may take several passes (evictions go one
+//! pod at a time), but never longer than bounded: a missing credential, an unreachable API or
+//! a rollout that does not finish becomes a Warning Event, and the resource goes.
 
+use std::time::Duration;
+
+use jiff::Timestamp;
 use kube::runtime::events::EventType;
 
-use super::Context;
-use super::api;
 use super::report::publish;
 use super::restart::restart_without_bundle;
-use crate::crd::WebhookCaCertificate;
+use super::step::Pass;
+use super::{api, conflict};
 use crate::reason::ConditionReason;
 
-/// Removes the bundle from the API and restarts the targets. Best effort by design: a missing
-/// credential Secret or an unreachable API must not hold the resource forever, so failures
-/// become a Warning Event and deletion goes on.
-pub async fn clean_up(ctx: &Context, wcc: &WebhookCaCertificate, namespace: &str, key: &str) {
-    let deleted = match api::connect(ctx, wcc, namespace, key).await {
-        Ok((client, _)) => client.delete_webhook_ca().await.map_err(|e| e.to_string()),
-        Err(failure) => Err(failure.message),
+/// How long the DELETE on the API may take in all, retries included: past it, the bundle stays
+/// and the resource is released with a Warning.
+pub const DELETE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Whether the finalizer may go.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cleanup {
+    Done,
+    /// Evictions are still to come: look again after this long.
+    Again(Duration),
+}
+
+pub async fn clean_up(pass: &Pass<'_>) -> Cleanup {
+    let Pass {
+        wcc,
+        ctx,
+        namespace,
+        ..
+    } = *pass;
+    let since = wcc
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map_or_else(Timestamp::now, |t| t.0);
+    let first = ctx.begin_cleanup(&pass.key);
+    if first && !delete_bundle(pass).await {
+        return Cleanup::Done;
+    }
+    let warn = |reason: &'static str, note: String| async move {
+        publish(ctx, wcc, EventType::Warning, reason, note).await;
+        Cleanup::Done
     };
-    if let Err(e) = deleted {
+    match restart_without_bundle(ctx, wcc, namespace, since, first).await {
+        Ok(false) => Cleanup::Done,
+        Ok(true) => {
+            let elapsed = Duration::try_from(Timestamp::now().duration_since(since))
+                .unwrap_or(Duration::ZERO);
+            if elapsed > wcc.spec.restart.rollout_timeout() {
+                let note = "the restart without the bundle did not finish within \
+                            restart.rolloutTimeout; releasing the resource"
+                    .to_owned();
+                warn("RolloutTimeout", note).await
+            } else {
+                Cleanup::Again(ctx.settings.progress_interval)
+            }
+        }
+        // Workloads that no longer exist need no restart.
+        Err(e) if e.reason() == "TargetNotFound" => Cleanup::Done,
+        Err(e) => warn(e.reason(), e.to_string()).await,
+    }
+}
+
+/// The DELETE, unless the resource must leave the API alone. Returns whether the bundle was
+/// deleted (so that the coreapps restart without it).
+async fn delete_bundle(pass: &Pass<'_>) -> bool {
+    let Pass { wcc, ctx, .. } = *pass;
+    let release = |note: String| async move {
+        publish(ctx, wcc, EventType::Normal, "Released", note).await;
+        false
+    };
+    if wcc.spec.suspend {
+        return release(
+            "suspended: released without deleting the bundle from the API or restarting".into(),
+        )
+        .await;
+    }
+    if let Err(conflict) = conflict::own_api(wcc, &ctx.resources()) {
+        return release(format!("released without a DELETE: {}", conflict.message)).await;
+    }
+    let delete = async {
+        let (client, _) = api::connect(pass)
+            .await
+            .map_err(|failure| failure.message)?;
+        client.delete_webhook_ca().await.map_err(|e| e.to_string())
+    };
+    let outcome = match tokio::time::timeout(DELETE_DEADLINE, delete).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(format!("no answer within {}s", DELETE_DEADLINE.as_secs())),
+    };
+    if let Err(e) = outcome {
         let note = format!("could not delete the bundle from the API; it stays there: {e}");
         publish(ctx, wcc, EventType::Warning, "CleanupFailed", note).await;
-        return;
+        return false;
     }
     let note = "deleted the webhook CA bundle from the API (deletionPolicy: Delete)".to_owned();
     publish(ctx, wcc, EventType::Normal, "Deleted", note).await;
-    // Workloads that no longer exist need no restart; any other failure is reported.
-    if let Err(e) = restart_without_bundle(ctx, wcc, namespace).await
-        && e.reason() != "TargetNotFound"
-    {
-        publish(ctx, wcc, EventType::Warning, e.reason(), e.to_string()).await;
-    }
+    true
 }

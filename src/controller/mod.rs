@@ -2,6 +2,7 @@
 //! reconcile pipeline (see [`reconcile`]).
 
 mod api;
+pub mod conflict;
 pub mod context;
 pub mod credentials;
 mod deletion;
@@ -19,7 +20,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -30,7 +31,8 @@ pub use context::{CONTROLLER_NAME, Context, Settings};
 
 use crate::crd::WebhookCaCertificate;
 use crate::http::Health;
-use sources::{ObjectKind, refers_to};
+use crate::metrics::ResourceLabels;
+use sources::{ObjectKind, read_last_time, refers_to};
 
 fn api_for<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -43,7 +45,22 @@ where
     }
 }
 
-/// Resources in the Secret's or ConfigMap's namespace that refer to it.
+/// Asks for a pass of every resource that stepped back for an owner: the owner may have
+/// changed its API or targets, or gone.
+fn nudge_conflicted(
+    ctx: &Context,
+    nudge: &futures::channel::mpsc::UnboundedSender<ObjectRef<WebhookCaCertificate>>,
+) {
+    for w in ctx.resources() {
+        if status::in_conflict(&w) {
+            // The receiver lives as long as the controller; a send after it stopped is moot.
+            let _ = nudge.unbounded_send(ObjectRef::from_obj(w.as_ref()));
+        }
+    }
+}
+
+/// Resources in the Secret's or ConfigMap's namespace that refer to it, or that read it last
+/// time (a Secret that lost the label a selector matched must still trigger them).
 fn referrers(
     store: &Store<WebhookCaCertificate>,
     kind: ObjectKind,
@@ -54,7 +71,10 @@ fn referrers(
     store
         .state()
         .iter()
-        .filter(|w| w.namespace() == namespace && refers_to(w, kind, name, labels))
+        .filter(|w| {
+            w.namespace() == namespace
+                && (refers_to(w, kind, name, labels) || read_last_time(w, kind, name))
+        })
         .map(|w| ObjectRef::from_obj(w.as_ref()))
         .collect()
 }
@@ -72,15 +92,37 @@ pub async fn run(
     let resources: Api<WebhookCaCertificate> = api_for(&client, namespace.as_deref());
 
     let (reader, writer) = reflector::store();
+    ctx.set_store(reader.clone());
+    // Passes that no change of their own would start: the resources in conflict with one that
+    // changed or went away (the next oldest takes over), see [`conflict`].
+    let (nudge, nudged) = futures::channel::mpsc::unbounded::<ObjectRef<WebhookCaCertificate>>();
+    let on_event = {
+        let ctx = Arc::clone(&ctx);
+        let nudge = nudge.clone();
+        move |event: &watcher::Event<WebhookCaCertificate>| match event {
+            watcher::Event::Delete(gone) => {
+                ctx.forget(&ResourceLabels::of(gone));
+                nudge_conflicted(&ctx, &nudge);
+            }
+            watcher::Event::InitDone => ctx.sweep(),
+            _ => {}
+        }
+    };
+    let on_change = {
+        let ctx = Arc::clone(&ctx);
+        move |_: &WebhookCaCertificate| nudge_conflicted(&ctx, &nudge)
+    };
     // Status writes and finalizer edits change neither generation nor anything the reconcile
     // reads from the spec; filtering them out keeps a status write from triggering a reconcile.
     let stream = reflector::reflector(writer, watcher(resources, watcher::Config::default()))
         .default_backoff()
+        .inspect_ok(on_event)
         .touched_objects()
         .predicate_filter(
             predicates::generation.combine(predicates::finalizers),
             Default::default(),
-        );
+        )
+        .inspect_ok(on_change);
 
     let secrets = watcher(
         api_for::<PartialObjectMeta<Secret>>(&client, namespace.as_deref()),
@@ -135,6 +177,7 @@ pub async fn run(
                 c.labels(),
             )
         })
+        .reconcile_on(nudged)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| async move {

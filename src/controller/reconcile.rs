@@ -11,13 +11,14 @@ use jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
+use super::deletion::Cleanup;
 use super::error::ReconcileError;
 use super::finalizer::{FINALIZER, align_finalizer, remove_finalizer};
 use super::report::Report;
 use super::sources::resolve_sources;
 use super::status::{BUNDLE_VALID, READY};
-use super::step::{Requeue, StepFailure};
-use super::{Context, api, deletion, restart, upload};
+use super::step::{Pass, Requeue, StepFailure};
+use super::{Context, api, conflict, deletion, restart, upload};
 use crate::bundle::{self, SourceInput};
 use crate::crd::WebhookCaCertificate;
 use crate::metrics::ResourceLabels;
@@ -31,10 +32,14 @@ pub async fn reconcile(
     let namespace = wcc.namespace().ok_or(ReconcileError::NoNamespace)?;
     let resource = ResourceLabels::new(&namespace, &wcc.name_any());
     let result = run(&wcc, &ctx, &namespace, &resource).await;
-    let failure = result.as_ref().err().map(ConditionReason::reason);
-    ctx.metrics.reconcile(&resource, failure, started.elapsed());
-    if wcc.metadata.deletion_timestamp.is_some() {
-        ctx.metrics.forget(&resource);
+    if wcc.metadata.deletion_timestamp.is_none() {
+        let failure = result.as_ref().err().map(ConditionReason::reason);
+        ctx.metrics.reconcile(&resource, failure, started.elapsed());
+        ctx.track(&resource);
+    }
+    // Deleted while this pass ran: its Delete event may already have been handled.
+    if !ctx.holds(&resource) {
+        ctx.forget(&resource);
     }
     result
 }
@@ -59,18 +64,26 @@ async fn run(
     namespace: &str,
     resource: &ResourceLabels,
 ) -> Result<Action, ReconcileError> {
-    let key = format!("{namespace}/{}", resource.name);
+    let pass = Pass {
+        wcc,
+        ctx,
+        namespace,
+        resource,
+        key: resource.key(),
+        now: Timestamp::now(),
+    };
     let api: Api<WebhookCaCertificate> = Api::namespaced(ctx.client.clone(), namespace);
     let finalizer_error = |source| ReconcileError::Finalizer {
-        key: key.clone(),
+        key: pass.key.clone(),
         source,
     };
     if wcc.metadata.deletion_timestamp.is_some() {
         if wcc.finalizers().iter().any(|f| f == FINALIZER) {
-            deletion::clean_up(ctx, wcc, namespace, &key).await;
+            if let Cleanup::Again(after) = deletion::clean_up(&pass).await {
+                return Ok(Action::requeue(after));
+            }
             remove_finalizer(&api, wcc).await.map_err(finalizer_error)?;
         }
-        ctx.forget(&key);
         return Ok(Action::await_change());
     }
     if align_finalizer(&api, wcc).await.map_err(finalizer_error)? {
@@ -78,18 +91,20 @@ async fn run(
         return Ok(Action::requeue(Duration::ZERO));
     }
 
-    let now = Timestamp::now();
     let mut report = Report::new(ctx.settings.retry_interval);
-    if let Err(failure) = steps(wcc, ctx, namespace, resource, &key, now, &mut report).await {
+    if let Err(failure) = steps(&pass, &mut report).await {
         report.stopped(failure);
     }
     let ready = report.decide_ready(wcc.spec.restart.wait_for_rollout);
     ctx.metrics.ready(resource, ready);
     report.publish_events(ctx, wcc).await;
     report
-        .write_status(&api, wcc, now)
+        .write_status(&api, wcc, pass.now)
         .await
-        .map_err(|source| ReconcileError::Status { key, source })?;
+        .map_err(|source| ReconcileError::Status {
+            key: pass.key.clone(),
+            source,
+        })?;
     Ok(Action::requeue(
         report.requeue_after(wcc.spec.drift_check_interval()),
     ))
@@ -97,17 +112,10 @@ async fn run(
 
 /// The pipeline. Each step either hands its result to the next or stops the pass: nothing
 /// later runs on a bundle that is not good.
-async fn steps(
-    wcc: &WebhookCaCertificate,
-    ctx: &Context,
-    namespace: &str,
-    resource: &ResourceLabels,
-    key: &str,
-    now: Timestamp,
-    report: &mut Report,
-) -> Result<(), StepFailure> {
+async fn steps(pass: &Pass<'_>, report: &mut Report) -> Result<(), StepFailure> {
+    let Pass { wcc, ctx, now, .. } = *pass;
     let spec = &wcc.spec;
-    let sources = resolve_sources(&ctx.client, namespace, &spec.sources)
+    let sources = resolve_sources(&ctx.client, pass.namespace, &spec.sources)
         .await
         .map_err(StepFailure::mapper(BUNDLE_VALID))?;
     let inputs: Vec<SourceInput<'_>> = sources
@@ -120,7 +128,7 @@ async fn steps(
     let bundle =
         bundle::build(&inputs, &spec.policy.at(now)).map_err(StepFailure::mapper(BUNDLE_VALID))?;
     report.bundle_built(&bundle, inputs.len(), now);
-    ctx.metrics.bundle(resource, &bundle);
+    ctx.metrics.bundle(pass.resource, &bundle);
 
     if spec.suspend {
         return Err(StepFailure::halt(
@@ -131,23 +139,16 @@ async fn steps(
         ));
     }
 
-    let (client, tls) = api::connect(ctx, wcc, namespace, key).await?;
+    conflict::own_api(wcc, &ctx.resources())?;
+    let (client, tls) = api::connect(pass).await?;
     report.verdict(tls);
     let remote = upload::observe(&client).await?;
     report.drift_checked(now);
-    let synced = upload::sync(
-        ctx,
-        &client,
-        resource,
-        key,
-        &bundle,
-        remote.as_deref(),
-        spec.debounce(),
-    )
-    .await?;
+    let synced = upload::sync(pass, &client, &bundle, remote.as_deref()).await?;
+    let drift_since = synced.drift_since();
     report.synced(&bundle.sha256, synced, now);
 
-    let rollout = restart::step(ctx, wcc, namespace, &bundle.sha256, now).await?;
+    let rollout = restart::step(pass, &bundle.sha256, drift_since).await?;
     report.rolled(rollout);
     Ok(())
 }

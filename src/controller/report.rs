@@ -29,6 +29,7 @@ pub struct Report {
     uploaded_sha256: Option<String>,
     last_upload_time: Option<Time>,
     last_drift_check_time: Option<Time>,
+    last_in_sync_time: Option<Time>,
     rollout: Option<RolloutStatus>,
     /// Events that are not condition changes: an upload, a restart begun.
     notes: Vec<(EventType, &'static str, String)>,
@@ -45,6 +46,7 @@ impl Report {
             uploaded_sha256: None,
             last_upload_time: None,
             last_drift_check_time: None,
+            last_in_sync_time: None,
             rollout: None,
             notes: Vec::new(),
             requeue: None,
@@ -96,6 +98,7 @@ impl Report {
 
     pub fn synced(&mut self, sha: &str, synced: Synced, now: Timestamp) {
         self.uploaded_sha256 = Some(sha.to_owned());
+        self.last_in_sync_time = Some(Time(now));
         match synced {
             Synced::UpToDate => self.verdict(Verdict::new(
                 UPLOADED,
@@ -103,7 +106,7 @@ impl Report {
                 "UpToDate",
                 format!("the API holds the bundle, sha256 {}", short(sha)),
             )),
-            Synced::Uploaded { message } => {
+            Synced::Uploaded { message, .. } => {
                 self.notes
                     .push((EventType::Normal, "Uploaded", message.clone()));
                 self.verdict(Verdict::new(UPLOADED, true, "Uploaded", message));
@@ -184,6 +187,7 @@ impl Report {
                 .last_drift_check_time
                 .clone()
                 .or(old.last_drift_check_time),
+            last_in_sync_time: self.last_in_sync_time.clone().or(old.last_in_sync_time),
             rollout: self.rollout.clone().or(old.rollout),
         };
         let patch = json!({

@@ -420,7 +420,7 @@ impl DataObject {
     }
 
     fn source_name(&self, key: &str) -> String {
-        format!("{} {} key {key}", self.kind.field(), self.name)
+        format!("{}{key}", source_prefix(self.kind, &self.name))
     }
 
     /// The value of `key` as text, `None` when the key is absent.
@@ -533,6 +533,21 @@ pub fn refers_to(
         spec.api.tls.ca_secret.as_ref().map(|s| s.name.as_str()),
     ];
     secrets.contains(&Some(name))
+}
+
+/// What every source name read from this object begins with.
+fn source_prefix(kind: ObjectKind, name: &str) -> String {
+    format!("{} {name} key ", kind.field())
+}
+
+/// Whether `wcc`'s current bundle holds a certificate read from this object, by the source
+/// names status records ("secret ca key ca.crt").
+pub fn read_last_time(wcc: &WebhookCaCertificate, kind: ObjectKind, name: &str) -> bool {
+    let prefix = source_prefix(kind, name);
+    wcc.status
+        .as_ref()
+        .and_then(|s| s.bundle.as_ref())
+        .is_some_and(|b| b.certificates.iter().any(|c| c.source.starts_with(&prefix)))
 }
 
 #[cfg(test)]

@@ -43,6 +43,18 @@ impl Verdict {
     }
 }
 
+/// The reason of a resource that steps back for an older one (see `conflict`).
+pub const CONFLICT: &str = "Conflict";
+
+/// Whether `wcc`'s status says it stepped back for an older resource.
+pub fn in_conflict(wcc: &crate::crd::WebhookCaCertificate) -> bool {
+    wcc.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == READY && c.reason == CONFLICT)
+    })
+}
+
 /// The first 16 hex digits of a hash, as messages show it.
 pub fn short(sha: &str) -> &str {
     sha.get(..16).unwrap_or(sha)

@@ -4,7 +4,23 @@
 
 use std::time::Duration;
 
+use jiff::Timestamp;
+
+use super::Context;
+use crate::crd::WebhookCaCertificate;
+use crate::metrics::ResourceLabels;
 use crate::reason::ConditionReason;
+
+/// What every step of one pass reads: the resource, the shared context, and the pass's clock.
+pub struct Pass<'a> {
+    pub wcc: &'a WebhookCaCertificate,
+    pub ctx: &'a Context,
+    pub namespace: &'a str,
+    pub resource: &'a ResourceLabels,
+    /// `namespace/name`, the key of the context's per-resource state.
+    pub key: String,
+    pub now: Timestamp,
+}
 
 /// When the next pass should come after a step stopped the pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use super::Context;
+use jiff::Timestamp;
+
 use super::status::{UPLOADED, short};
-use super::step::{Requeue, StepFailure};
+use super::step::{Pass, Requeue, StepFailure};
 use crate::bundle::Bundle;
-use crate::metrics::ResourceLabels;
 use crate::onprem::OnPremClient;
 
 /// What the API holds now, read at every pass.
@@ -23,27 +23,46 @@ pub async fn observe(client: &OnPremClient) -> Result<Option<String>, StepFailur
 pub enum Synced {
     /// It already did.
     UpToDate,
-    /// This pass uploaded it; `message` says what it replaced.
-    Uploaded { message: String },
+    /// This pass uploaded it; `message` says what it replaced. `drift_since` is set when it put
+    /// back the same bundle over one someone else stored: coreapps that started after that time
+    /// may run with the foreign bundle.
+    Uploaded {
+        message: String,
+        drift_since: Option<Timestamp>,
+    },
+}
+
+impl Synced {
+    pub fn drift_since(&self) -> Option<Timestamp> {
+        match self {
+            Synced::UpToDate => None,
+            Synced::Uploaded { drift_since, .. } => *drift_since,
+        }
+    }
 }
 
 /// Uploads `bundle` unless `remote` already matches it, once the sources have been quiet for
-/// `debounce`. The upload is read back: the webapp stores what it is given, but a proxy or a
-/// failover may not.
+/// `debounce` (but no longer than `max_delay`; not at all when the API holds no bundle). The
+/// upload is read back: the webapp stores what it is given, but a proxy or a failover may not.
 pub async fn sync(
-    ctx: &Context,
+    pass: &Pass<'_>,
     client: &OnPremClient,
-    resource: &ResourceLabels,
-    key: &str,
     bundle: &Bundle,
     remote: Option<&str>,
-    debounce: Duration,
 ) -> Result<Synced, StepFailure> {
+    let Pass {
+        ctx, resource, key, ..
+    } = pass;
+    let spec = &pass.wcc.spec;
     if remote.is_some_and(|r| bundle.matches(r)) {
         ctx.settle(key);
         return Ok(Synced::UpToDate);
     }
-    let wait = ctx.debounce(key, &bundle.sha256, debounce);
+    let wait = if remote.is_none() {
+        Duration::ZERO
+    } else {
+        ctx.debounce(key, &bundle.sha256, spec.debounce(), spec.max_delay())
+    };
     if !wait.is_zero() {
         return Err(StepFailure::halt(
             UPLOADED,
@@ -80,11 +99,17 @@ pub async fn sync(
     } else {
         "none was stored"
     };
+    let status = pass.wcc.status.as_ref();
+    let drift_since = status
+        .filter(|s| remote.is_some() && s.uploaded_sha256.as_deref() == Some(&bundle.sha256))
+        .and_then(|s| s.last_in_sync_time.as_ref())
+        .map(|t| t.0);
     Ok(Synced::Uploaded {
         message: format!(
             "uploaded {} certificate(s), sha256 {} ({replaced})",
             bundle.certificates.len(),
             short(&bundle.sha256)
         ),
+        drift_since,
     })
 }

@@ -119,6 +119,12 @@ pub struct WebhookCaCertificateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub debounce: Option<GoDuration>,
 
+    /// The longest the debounce may hold back an upload while the sources keep changing: past
+    /// it, the bundle of the moment is uploaded anyway. A Go-style duration; defaults to `1m`.
+    /// The first upload to an API that holds no bundle is never held back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delay: Option<GoDuration>,
+
     /// Stops all uploads, deletions and restarts for this resource while true. Status still
     /// reports the bundle that the sources would produce.
     #[serde(default)]
@@ -128,6 +134,13 @@ pub struct WebhookCaCertificateSpec {
 impl WebhookCaCertificateSpec {
     pub const DEFAULT_DRIFT_CHECK_INTERVAL: Duration = Duration::from_secs(600);
     pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(5);
+    pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(60);
+
+    /// `maxDelay`, or its documented default.
+    pub fn max_delay(&self) -> Duration {
+        self.max_delay
+            .map_or(Self::DEFAULT_MAX_DELAY, GoDuration::get)
+    }
 
     /// `driftCheckInterval`, or its documented default.
     pub fn drift_check_interval(&self) -> Duration {

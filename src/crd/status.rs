@@ -31,6 +31,11 @@ pub struct WebhookCaCertificateStatus {
     /// When the operator last compared the API's bundle with the sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_drift_check_time: Option<Time>,
+    /// When the API was last seen holding the bundle. A coreapp that started after it may have
+    /// loaded a bundle someone else stored; the operator restarts those when it puts its own
+    /// back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_in_sync_time: Option<Time>,
     /// Progress of the restart that follows an upload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,

@@ -49,26 +49,9 @@ pub async fn evict_step(
         });
     }
     let Fresh { desired, workload } = fresh(client, ns, w.kind, &w.name).await?;
-    let invalid = |message: String| RestartError::InvalidSelector {
-        kind: w.kind,
-        name: w.name.clone(),
-        message,
-    };
-    let selector = workload
-        .pod_selector
-        .as_ref()
-        .ok_or_else(|| invalid("has no pod selector".to_owned()))?;
-    let query = to_query(selector).map_err(|e| invalid(format!("pod selector: {e}")))?;
-    // An empty selector would select every pod of the namespace.
-    if query.is_empty() {
-        return Err(invalid("has an empty pod selector".to_owned()));
-    }
+    let pods = pods_of(client, ns, &workload).await?;
     let pods_api = Api::<Pod>::namespaced(client.clone(), ns);
-    let pods = pods_api
-        .list(&ListParams::default().labels(&query))
-        .await
-        .map_err(|e| RestartError::from_kube(w.kind, &w.name, "list the pods of", e))?;
-    let plan = plan_eviction(&pods.items, desired, since);
+    let plan = plan_eviction(&pods, desired, since);
     let pod = match plan {
         Plan::Done => return Ok(EvictStep::Done),
         Plan::Wait(reason) => return Ok(EvictStep::Waiting { reason }),
@@ -115,6 +98,49 @@ pub async fn evict_step(
     }
 }
 
+/// The pods `w`'s selector selects.
+pub(super) async fn pods_of(
+    client: &Client,
+    ns: &str,
+    w: &Workload,
+) -> Result<Vec<Pod>, RestartError> {
+    let invalid = |message: String| RestartError::InvalidSelector {
+        kind: w.kind,
+        name: w.name.clone(),
+        message,
+    };
+    let selector = w
+        .pod_selector
+        .as_ref()
+        .ok_or_else(|| invalid("has no pod selector".to_owned()))?;
+    let query = to_query(selector).map_err(|e| invalid(format!("pod selector: {e}")))?;
+    // An empty selector would select every pod of the namespace.
+    if query.is_empty() {
+        return Err(invalid("has an empty pod selector".to_owned()));
+    }
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&query))
+        .await
+        .map(|list| list.items)
+        .map_err(|e| RestartError::from_kube(w.kind, &w.name, "list the pods of", e))
+}
+
+/// Whether a live pod among `pods` was created after `since` (in a later second: creation
+/// times have whole seconds).
+pub(super) fn started_after(pods: &[Pod], since: jiff::Timestamp) -> bool {
+    pods.iter().filter(|p| !is_finished(p)).any(|p| {
+        p.metadata
+            .creation_timestamp
+            .as_ref()
+            .is_some_and(|t| t.0.as_second() > since.as_second())
+    })
+}
+
+fn is_finished(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    matches!(phase, Some("Succeeded" | "Failed"))
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Plan {
     Done,
@@ -131,13 +157,7 @@ enum Plan {
 /// replacement shares that second.
 fn plan_eviction(pods: &[Pod], desired: i32, since: jiff::Timestamp) -> Plan {
     let since = since.as_second();
-    let live: Vec<&Pod> = pods
-        .iter()
-        .filter(|p| {
-            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-            !matches!(phase, Some("Succeeded" | "Failed"))
-        })
-        .collect();
+    let live: Vec<&Pod> = pods.iter().filter(|p| !is_finished(p)).collect();
     let created = |p: &Pod| {
         p.metadata
             .creation_timestamp

@@ -14,9 +14,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 pub use evict::{EvictStep, evict_step};
 pub use workload::{resolve_targets, rollout_restart};
 
-use super::Context;
 use super::status::{ROLLOUT_COMPLETE, Verdict, short};
-use super::step::{Requeue, StepFailure};
+use super::step::{Pass, Requeue, StepFailure};
+use super::{Context, conflict};
 use crate::crd::{
     RestartMethod, RolloutState, RolloutStatus, TargetRollout, WebhookCaCertificate, WorkloadKind,
 };
@@ -144,13 +144,20 @@ pub struct RolloutReport {
 
 /// Restarts what does not run bundle `sha` yet, then reports where the rollout stands. Never
 /// blocks on a rollout: an unfinished one asks to be looked at again soon.
+/// `drift_since`: the API held someone else's bundle, and the coreapps that started after this
+/// time may have loaded it; their workloads restart too.
 pub async fn step(
-    ctx: &Context,
-    wcc: &WebhookCaCertificate,
-    namespace: &str,
+    pass: &Pass<'_>,
     sha: &str,
-    now: Timestamp,
+    drift_since: Option<Timestamp>,
 ) -> Result<RolloutReport, StepFailure> {
+    let Pass {
+        wcc,
+        ctx,
+        namespace,
+        now,
+        ..
+    } = *pass;
     let spec = &wcc.spec.restart;
     if spec.method == RestartMethod::None {
         return Ok(RolloutReport {
@@ -169,10 +176,25 @@ pub async fn step(
     let targets = resolve_targets(&ctx.client, namespace, spec)
         .await
         .map_err(&failure)?;
+    let names: Vec<(WorkloadKind, &str)> =
+        targets.iter().map(|w| (w.kind, w.name.as_str())).collect();
+    conflict::own_workloads(wcc, &ctx.resources(), &names)?;
     let previous = wcc.status.as_ref().and_then(|s| s.rollout.as_ref());
+    let mut stale = Vec::new();
+    if let Some(since) = drift_since {
+        for (i, w) in targets.iter().enumerate() {
+            let pods = evict::pods_of(&ctx.client, namespace, w)
+                .await
+                .map_err(&failure)?;
+            if evict::started_after(&pods, since) {
+                stale.push(i);
+            }
+        }
+    }
     let (started_at, begun, started) = match plan::start(
         spec.method,
         &targets,
+        &stale,
         previous,
         sha,
         spec.min_interval(),
@@ -284,20 +306,31 @@ pub async fn step(
     })
 }
 
-/// After `deletionPolicy: Delete` removed the bundle, the coreapps need a restart too; the
-/// template's hash marker then names the empty state.
+/// After `deletionPolicy: Delete` removed the bundle, the coreapps restart without it: one
+/// pass of that restart, begun when `first` (the template's hash marker then names the empty
+/// state) and followed from `since`. Returns whether evictions are still to come.
 pub async fn restart_without_bundle(
     ctx: &Context,
     wcc: &WebhookCaCertificate,
     namespace: &str,
-) -> Result<(), RestartError> {
+    since: Timestamp,
+    first: bool,
+) -> Result<bool, RestartError> {
     let spec = &wcc.spec.restart;
-    if spec.method != RestartMethod::RolloutRestart {
-        return Ok(());
+    if spec.method == RestartMethod::None {
+        return Ok(false);
     }
     let targets = resolve_targets(&ctx.client, namespace, spec).await?;
-    let refs: Vec<&Workload> = targets.iter().collect();
-    method::begin(spec.method, ctx, namespace, &refs, "none", Timestamp::now()).await
+    let mut more = false;
+    for w in &targets {
+        if first {
+            method::begin(spec.method, ctx, namespace, &[w], "none", since).await?;
+        }
+        more |= method::advance(spec.method, ctx, namespace, w, first, since)
+            .await?
+            .waiting;
+    }
+    Ok(more)
 }
 
 fn target_rollout(w: &Workload, progress: &Progress) -> TargetRollout {

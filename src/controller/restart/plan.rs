@@ -21,16 +21,27 @@ pub enum Start {
     Begin { owed: Vec<usize> },
 }
 
+/// `stale`: targets (indices) that must restart although they carry `sha`, because their pods
+/// started while the API held someone else's bundle.
 pub fn start(
     method: RestartMethod,
     targets: &[Workload],
+    stale: &[usize],
     previous: Option<&RolloutStatus>,
     sha: &str,
     min_interval: Duration,
     now: Timestamp,
 ) -> Start {
     let same_bundle = previous.filter(|r| r.bundle_sha256 == sha);
-    let owed = method::owed(method, targets, same_bundle.is_some(), sha);
+    let mut owed = method::owed(method, targets, same_bundle.is_some(), sha);
+    if method != RestartMethod::None {
+        for &i in stale {
+            if !owed.contains(&i) {
+                owed.push(i);
+            }
+        }
+        owed.sort_unstable();
+    }
     if owed.is_empty() {
         let started_at = same_bundle
             .and_then(|r| r.started_at.as_ref())
@@ -157,11 +168,14 @@ mod tests {
         let just_now = previous("b1", "2026-05-01T11:59:30Z");
         let same = previous(SHA, "2026-05-01T11:59:30Z");
         let skewed = previous("b1", "2026-05-01T12:00:20Z");
-        // (case, method, targets, previous, want)
+        let both_stamped = [target("a", Some(SHA)), target("b", Some(SHA))];
+        let long_ago_same = previous(SHA, "2026-05-01T11:00:00Z");
+        // (case, method, targets, stale targets, previous, want)
         type Case<'a> = (
             &'a str,
             RestartMethod,
             &'a [Workload],
+            &'a [usize],
             Option<&'a RolloutStatus>,
             Start,
         );
@@ -170,6 +184,7 @@ mod tests {
                 "first restart ever",
                 RestartMethod::RolloutRestart,
                 &fresh,
+                &[],
                 None,
                 Start::Begin { owed: vec![0] },
             ),
@@ -177,6 +192,7 @@ mod tests {
                 "last restart long ago",
                 RestartMethod::RolloutRestart,
                 &fresh,
+                &[],
                 Some(&long_ago),
                 Start::Begin { owed: vec![0] },
             ),
@@ -184,6 +200,7 @@ mod tests {
                 "last restart 30 s ago: throttled for the rest of the minute",
                 RestartMethod::RolloutRestart,
                 &fresh,
+                &[],
                 Some(&just_now),
                 Start::Throttled {
                     wait: Duration::from_secs(30),
@@ -193,6 +210,7 @@ mod tests {
                 "a start in the future counts as just now",
                 RestartMethod::RolloutRestart,
                 &fresh,
+                &[],
                 Some(&skewed),
                 Start::Throttled { wait: MINUTE },
             ),
@@ -200,6 +218,7 @@ mod tests {
                 "every template stamped: the recorded rollout goes on",
                 RestartMethod::RolloutRestart,
                 &stamped,
+                &[],
                 Some(&same),
                 Start::Continue {
                     started_at: at("2026-05-01T11:59:30Z"),
@@ -209,6 +228,7 @@ mod tests {
                 "stamped but nothing recorded (status lost): goes on from now",
                 RestartMethod::RolloutRestart,
                 &stamped,
+                &[],
                 None,
                 Start::Continue { started_at: now },
             ),
@@ -216,6 +236,7 @@ mod tests {
                 "evict: recorded for this bundle",
                 RestartMethod::Evict,
                 &fresh,
+                &[],
                 Some(&same),
                 Start::Continue {
                     started_at: at("2026-05-01T11:59:30Z"),
@@ -225,13 +246,42 @@ mod tests {
                 "evict: a new bundle owes every target",
                 RestartMethod::Evict,
                 &fresh,
+                &[],
                 Some(&long_ago),
                 Start::Begin { owed: vec![0, 1] },
             ),
+            (
+                "drift corrected: a stamped target whose pods started meanwhile restarts",
+                RestartMethod::RolloutRestart,
+                &both_stamped,
+                &[1],
+                Some(&long_ago_same),
+                Start::Begin { owed: vec![1] },
+            ),
+            (
+                "drift corrected, but the throttle holds",
+                RestartMethod::RolloutRestart,
+                &both_stamped,
+                &[0],
+                Some(&same),
+                Start::Throttled {
+                    wait: Duration::from_secs(30),
+                },
+            ),
+            (
+                "drift corrected under method None: nothing restarts",
+                RestartMethod::None,
+                &both_stamped,
+                &[0],
+                Some(&long_ago_same),
+                Start::Continue {
+                    started_at: at("2026-05-01T11:00:00Z"),
+                },
+            ),
         ];
-        for (case, method, targets, prev, want) in table {
+        for (case, method, targets, stale, prev, want) in table {
             assert_eq!(
-                start(method, targets, prev, SHA, MINUTE, now),
+                start(method, targets, stale, prev, SHA, MINUTE, now),
                 want,
                 "{case}"
             );
