@@ -9,6 +9,5 @@ pub mod duration;
 pub mod http;
 pub mod metrics;
 pub mod onprem;
-pub mod sim;
 pub mod telemetry;
 pub mod tls;

@@ -8,14 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use onprem_sim::{
+    self as sim, DEFAULT_ADMIN_PASSWORD, DeleteMissing, Fault, HealthNode, HealthReport, SimConfig,
+    SimUser, Simulator, SuccessBody, Variant,
+};
 use webhook_ca_operator::bundle::{self, Policy, SourceInput};
 use webhook_ca_operator::onprem::{
     ApiError, ClientConfig, CredentialSource, Credentials, DeleteOutcome, GatewayStatus, Health,
     NodeRole, OnPremClient, Reason, RetryPolicy, TlsTrust, WEBHOOK_CA_PATH, from_fn,
-};
-use webhook_ca_operator::sim::{
-    self, DEFAULT_ADMIN_PASSWORD, DeleteMissing, Fault, HealthNode, HealthReport, SimConfig,
-    SimUser, Simulator, SuccessBody, Variant,
 };
 
 const LOGIN: &str = "/v1/users/login";

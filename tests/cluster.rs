@@ -333,9 +333,9 @@ spec:
 /// for want of a process-wide default.
 #[tokio::test]
 async fn kube_and_the_api_client_share_one_tls_stack() {
+    use onprem_sim::{self as sim, DEFAULT_ADMIN_PASSWORD, SimConfig};
     use std::sync::Arc;
     use webhook_ca_operator::onprem::{ClientConfig, Credentials, OnPremClient, TlsTrust};
-    use webhook_ca_operator::sim::{self, DEFAULT_ADMIN_PASSWORD, SimConfig};
 
     let ns = TestNamespace::new("tls-stack").await;
     let pods = ns.api::<Pod>().list(&ListParams::default()).await;

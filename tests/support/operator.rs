@@ -9,10 +9,10 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
+use onprem_sim::{self as sim, DEFAULT_ADMIN_PASSWORD, SimConfig, Simulator};
 use serde_json::json;
 use webhook_ca_operator::bundle::{self, Policy, SourceInput};
 use webhook_ca_operator::crd::WebhookCaCertificate;
-use webhook_ca_operator::sim::{self, DEFAULT_ADMIN_PASSWORD, SimConfig, Simulator};
 
 use super::cluster::cluster;
 use super::namespace::TestNamespace;
