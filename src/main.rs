@@ -6,7 +6,7 @@ use webhook_ca_operator::cli;
 /// Keeps the webhook CA bundle of WhatsApp Business On-Premises API installations in step with
 /// Secrets in the cluster.
 #[derive(Debug, Parser)]
-#[command(name = "webhook-ca-operator", version, about, long_about = None)]
+#[command(name = webhook_ca_operator::NAME, version, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -23,7 +23,7 @@ use crate::crd::{RestartSpec, WorkloadKind};
 pub const BUNDLE_HASH_ANNOTATION: &str = "webhookca.io/bundle-sha256";
 /// When the operator last restarted the workload, like kubectl's `restartedAt`.
 pub const RESTARTED_AT_ANNOTATION: &str = "webhookca.io/restartedAt";
-pub const FIELD_MANAGER: &str = "webhook-ca-operator";
+pub const FIELD_MANAGER: &str = crate::NAME;
 /// What an empty `spec.targets` means: the coreapp Deployments of Meta's templates.
 pub const DEFAULT_TARGET_SELECTOR: &str = "type=coreapp";
 
