@@ -2,8 +2,6 @@
 //! controller running in-process against one test namespace, checked the way a user would check
 //! it: `kubectl get wcc`, what the API holds, which ReplicaSets exist, which Events were written.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -14,12 +12,13 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use support::TestNamespace;
-use support::operator::{
-    Setup, apply_wcc, ca_pem, condition, event_reasons, expected_bundle, key_pem, operator_events,
-    replica_sets, rolled_out, set_secret, setup, spec, template_annotation, wait_condition,
+use test_support::TestNamespace;
+use test_support::certs::{ca_pem, key_pem};
+use test_support::operator::{
+    Setup, apply_wcc, condition, event_reasons, expected_bundle, operator_events, replica_sets,
+    rolled_out, set_secret, setup, spec, template_annotation, wait_condition,
 };
-use support::wait_for;
+use test_support::wait_for;
 use tokio::sync::oneshot;
 use webhook_ca_operator::controller::{self, Context, Settings};
 use webhook_ca_operator::crd::WebhookCaCertificate;

@@ -26,12 +26,3 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
-
-/// Like [`wait_for`] for checks without a result: `Ok(())` ends the wait.
-pub async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), String>>,
-{
-    wait_for(what, check).await
-}

@@ -11,46 +11,34 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use onprem_sim::{self as sim, DEFAULT_ADMIN_PASSWORD, SimConfig, Simulator};
 use serde_json::json;
-use webhook_ca_operator::bundle::{self, Policy, SourceInput};
+use webhook_ca_operator::bundle::{self, Bundle, Policy, SourceInput};
 use webhook_ca_operator::crd::WebhookCaCertificate;
 
-use super::cluster::cluster;
+use super::cluster::{cluster, repo};
 use super::namespace::TestNamespace;
 use super::process::run_ok;
 use super::rollout::rollout_status;
 use super::wait::wait_for;
 
-const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
-
 /// The name the operator reports Events under.
-pub const CONTROLLER: &str = "webhook-ca-operator";
+const CONTROLLER: &str = "webhook-ca-operator";
 
-pub fn ca_pem(name: &str) -> String {
-    let key = rcgen::KeyPair::generate().expect("key");
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.self_signed(&key).expect("self-signed").pem()
-}
-
-pub fn key_pem() -> String {
-    rcgen::KeyPair::generate().expect("key").serialize_pem()
-}
-
-/// The canonical bundle the operator must upload for these PEM texts.
-pub fn expected_bundle(pems: &[&str]) -> String {
+/// The bundle the operator builds from these PEM texts now.
+pub fn canonical_bundle(pems: &[&str]) -> Bundle {
     let inputs: Vec<SourceInput<'_>> = pems
         .iter()
-        .map(|p| SourceInput {
+        .map(|pem| SourceInput {
             source: "test",
-            pem: p,
+            pem,
         })
         .collect();
     bundle::build(&inputs, &Policy::defaults_at(jiff::Timestamp::now()))
         .expect("test certificates build")
-        .pem
+}
+
+/// The canonical bundle the operator must upload for these PEM texts.
+pub fn expected_bundle(pems: &[&str]) -> String {
+    canonical_bundle(pems).pem
 }
 
 pub struct Setup {
@@ -65,7 +53,8 @@ pub async fn setup(prefix: &str) -> Setup {
     run_ok(
         cluster
             .kubectl()
-            .args(["apply", "--server-side", "-f", CRDS]),
+            .args(["apply", "--server-side", "-f"])
+            .arg(repo().join("crds")),
     );
     run_ok(cluster.kubectl().args([
         "wait",
