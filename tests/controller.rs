@@ -13,10 +13,11 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use test_support::TestNamespace;
-use test_support::certs::{ca_pem, key_pem};
+use test_support::certs::{base64_body, ca_pem, key_pem};
 use test_support::operator::{
-    Setup, apply_wcc, condition, event_reasons, expected_bundle, operator_events, replica_sets,
-    rolled_out, set_secret, setup, spec, template_annotation, wait_condition,
+    Setup, apply_wcc, ca_requests, condition, event_reasons, expected_bundle, operator_events,
+    replica_sets, rolled_out, set_secret, setup, spec, template_annotation, uploads,
+    wait_condition, wait_stored_bundle,
 };
 use test_support::wait_for;
 use tokio::sync::oneshot;
@@ -132,12 +133,7 @@ async fn uploads_restarts_and_follows_source_changes() {
         1,
         "one new ReplicaSet: {after_first:?}"
     );
-    let posts = sim
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST" && r.path.ends_with("/ca"))
-        .count();
-    assert_eq!(posts, 1);
+    assert_eq!(uploads(&sim), 1);
     for reason in ["Uploaded", "RolloutStarted", "RolloutComplete"] {
         assert!(
             event_reasons(&ns).await.iter().any(|r| r == reason),
@@ -148,14 +144,7 @@ async fn uploads_restarts_and_follows_source_changes() {
     // A rotation: the Secret gains a second CA; the API gets both, the coreapps restart once more.
     let second = ca_pem("Internal Root CA 2");
     set_secret(&ns, "internal-ca", "ca.crt", &format!("{first}{second}")).await;
-    let expected = expected_bundle(&[&first, &second]);
-    wait_for("the rotated bundle on the API", || async {
-        match sim.stored_bundle() {
-            Some(b) if b == expected => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    wait_stored_bundle(&sim, &expected_bundle(&[&first, &second])).await;
     wait_condition(&ns, "Ready", "True", "Synced").await;
     let after_rotation = replica_sets(&ns).await;
     assert_eq!(
@@ -177,12 +166,7 @@ async fn uploads_restarts_and_follows_source_changes() {
     sim.clear_requests();
     let operator = Operator::start(&ns);
     wait_for("the new operator to check the API", || async {
-        let gets = sim
-            .requests()
-            .iter()
-            .filter(|r| r.method == "GET" && r.path.ends_with("/ca"))
-            .count();
-        if gets > 0 {
+        if ca_requests(&sim, "GET") > 0 {
             Ok(())
         } else {
             Err("no GET yet".to_owned())
@@ -190,12 +174,7 @@ async fn uploads_restarts_and_follows_source_changes() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let uploads = sim
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST" && r.path.ends_with("/ca"))
-        .count();
-    assert_eq!(uploads, 0, "an operator restart must not re-upload");
+    assert_eq!(uploads(&sim), 0, "an operator restart must not re-upload");
     assert_eq!(
         replica_sets(&ns).await,
         after_rotation,
@@ -218,7 +197,7 @@ async fn an_invalid_source_never_replaces_the_good_bundle() {
         Some("False")
     );
     let status_text = serde_json::to_string(&wcc.status).expect("json");
-    let key_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    let key_body = base64_body(&key);
     assert!(
         !status_text.contains(&key_body[..40]),
         "key material in status"
@@ -269,14 +248,7 @@ async fn drift_on_the_api_is_corrected() {
 
     // Someone uploads another bundle by hand.
     sim.set_stored_bundle(Some(ca_pem("Someone Else")));
-    let expected = expected_bundle(&[&ca]);
-    wait_for("the drift to be corrected", || async {
-        match sim.stored_bundle() {
-            Some(b) if b == expected => Ok(()),
-            other => Err(format!("{:?}", other.map(|b| b.len()))),
-        }
-    })
-    .await;
+    wait_stored_bundle(&sim, &expected_bundle(&[&ca])).await;
     // The coreapps already run with this bundle's hash: no second restart for a re-upload.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(replica_sets(&ns).await, sets);

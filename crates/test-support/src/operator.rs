@@ -194,9 +194,15 @@ pub async fn wait_stored_bundle(sim: &Simulator, expected: &str) {
 
 /// How many bundles were uploaded (`POST .../ca`) since the simulator's requests were cleared.
 pub fn uploads(sim: &Simulator) -> usize {
+    ca_requests(sim, "POST")
+}
+
+/// How many `method` requests on the webhook CA endpoint (`.../ca`) the simulator saw since its
+/// requests were cleared.
+pub fn ca_requests(sim: &Simulator, method: &str) -> usize {
     sim.requests()
         .iter()
-        .filter(|r| r.method == "POST" && r.path.ends_with("/ca"))
+        .filter(|r| r.method == method && r.path.ends_with("/ca"))
         .count()
 }
 
