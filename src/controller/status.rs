@@ -1,5 +1,5 @@
 //! Conditions and status, computed without I/O: the reconcile collects what it observed into an
-//! [`Outcome`], and this module turns it into the status to apply and the Events to emit.
+//! `Outcome`, and this module turns it into the status to apply and the Events to emit.
 
 use std::collections::BTreeMap;
 
