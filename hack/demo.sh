@@ -10,9 +10,10 @@ cd "$root"
 work="$root/target/demo"
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-say "building the operator"
-cargo build --quiet
+say "building the operator and the On-Premises API simulator"
+cargo build --quiet -p webhook-ca-operator -p onprem-sim
 wco="$root/target/debug/webhook-ca-operator"
+sim="$root/target/debug/onprem-sim"
 bin="$(hack/cluster/build.sh)"
 kubectl() { "$bin/kubectl" "$@"; }
 
@@ -32,7 +33,7 @@ export KUBECONFIG="$work/cluster/kubeconfig"
 
 say "starting the On-Premises API simulator"
 password="Demo-$(openssl rand -hex 6)-Pw1!"
-WCO_SIM_ADMIN_PASSWORD="$password" "$wco" simulate --listen 127.0.0.1:0 \
+WCO_SIM_ADMIN_PASSWORD="$password" "$sim" --listen 127.0.0.1:0 \
   --write-ca "$work/webapp-ca.pem" >"$work/simulator.json" 2>"$work/simulator.log" &
 pids+=($!)
 for _ in $(seq 50); do [[ -s "$work/simulator.json" ]] && break; sleep 0.1; done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every check and test: formatting, clippy, generated-file drift, unit tests, and the
-# tests against a real Kubernetes control plane (built from Go modules on first use, cached).
+# Runs every check and test: formatting, clippy, rustdoc, generated-file drift, unit tests, and
+# the tests against a real Kubernetes control plane (built from Go modules on first use, cached).
 # This is the README's test command and what CI runs.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,6 +13,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo doc --no-deps, warnings denied (broken intra-doc links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --locked
 
 step "test cluster binaries (cached by version)"
 bin="$(hack/cluster/build.sh)"

@@ -1,6 +1,10 @@
 //! webhook-ca-operator: keeps the webhook CA bundle of WhatsApp Business On-Premises API
 //! installations in step with Secrets, ConfigMaps and inline PEM in the cluster.
 
+/// The operator's name, defined once: the binary and the prefix of its messages, the reporting
+/// controller of its Events, the field manager of its writes, its User-Agent.
+pub const NAME: &str = "webhook-ca-operator";
+
 pub mod bundle;
 pub mod cli;
 pub mod controller;
@@ -10,6 +14,5 @@ pub mod http;
 pub mod metrics;
 pub mod onprem;
 pub mod reason;
-pub mod sim;
 pub mod telemetry;
 pub mod tls;

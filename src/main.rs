@@ -6,7 +6,7 @@ use webhook_ca_operator::cli;
 /// Keeps the webhook CA bundle of WhatsApp Business On-Premises API installations in step with
 /// Secrets in the cluster.
 #[derive(Debug, Parser)]
-#[command(name = "webhook-ca-operator", version, about, long_about = None)]
+#[command(name = webhook_ca_operator::NAME, version, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,8 +20,6 @@ enum Command {
     Bundle(cli::bundle::BundleArgs),
     /// Push, read or delete the bundle on an On-Premises API directly (installations without a cluster).
     Api(cli::api::ApiArgs),
-    /// Run a simulator of the On-Premises API webhook CA endpoints (tests and local demo).
-    Simulate(cli::sim::SimArgs),
     /// Print the WebhookCaCertificate CustomResourceDefinition as YAML.
     Crd,
 }
@@ -34,7 +32,6 @@ async fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(args).await,
         Command::Bundle(args) => cli::bundle::run(args).await,
         Command::Api(args) => cli::api::run(args).await,
-        Command::Simulate(args) => cli::sim::run(args).await,
         Command::Crd => cli::crd::run(),
     }
 }

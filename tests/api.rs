@@ -8,14 +8,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use webhook_ca_operator::bundle::{self, Policy, SourceInput};
+use onprem_sim::{
+    self as sim, DEFAULT_ADMIN_PASSWORD, DeleteMissing, Fault, HealthNode, HealthReport, SimConfig,
+    SimUser, Simulator, SuccessBody, Variant,
+};
+use test_support::certs::{CertSpec, ca_pem};
+use test_support::operator::canonical_bundle;
 use webhook_ca_operator::onprem::{
     ApiError, ClientConfig, CredentialSource, Credentials, DeleteOutcome, GatewayStatus, Health,
     NodeRole, OnPremClient, Reason, RetryPolicy, TlsTrust, WEBHOOK_CA_PATH, from_fn,
-};
-use webhook_ca_operator::sim::{
-    self, DEFAULT_ADMIN_PASSWORD, DeleteMissing, Fault, HealthNode, HealthReport, SimConfig,
-    SimUser, Simulator, SuccessBody, Variant,
 };
 
 const LOGIN: &str = "/v1/users/login";
@@ -76,32 +77,6 @@ fn statuses(sim: &Simulator, path: &str) -> Vec<Option<u16>> {
         .collect()
 }
 
-fn ca_cert(common_name: &str) -> (String, rcgen::KeyPair) {
-    let key = rcgen::KeyPair::generate().expect("key generates");
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, common_name);
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let cert = params.self_signed(&key).expect("certificate signs");
-    (cert.pem(), key)
-}
-
-fn ca_pem(common_name: &str) -> String {
-    ca_cert(common_name).0
-}
-
-fn canonical(pems: &[&str]) -> bundle::Bundle {
-    let inputs: Vec<SourceInput<'_>> = pems
-        .iter()
-        .map(|pem| SourceInput {
-            source: "test",
-            pem,
-        })
-        .collect();
-    bundle::build(&inputs, &Policy::defaults_at(jiff::Timestamp::now())).expect("bundle builds")
-}
-
 fn expect_err<T>(result: Result<T, ApiError>) -> ApiError {
     match result {
         Ok(_) => panic!("expected an error"),
@@ -116,7 +91,7 @@ fn expect_err<T>(result: Result<T, ApiError>) -> ApiError {
 async fn every_documented_response_variant_round_trips() {
     let sim = start_default().await;
     let client = client(&sim);
-    let bundle = canonical(&[&ca_pem("Variant Root A"), &ca_pem("Variant Root B")]);
+    let bundle = canonical_bundle(&[&ca_pem("Variant Root A"), &ca_pem("Variant Root B")]);
     for variant in [Variant::Docs, Variant::Code] {
         for body in [SuccessBody::Null, SuccessBody::Empty, SuccessBody::Meta] {
             for delete_missing in [DeleteMissing::Ok, DeleteMissing::NotFound] {
@@ -787,7 +762,7 @@ async fn cli_push_get_delete_with_env_credentials() {
     let (a, b) = (ca_pem("CLI Root A"), ca_pem("CLI Root B"));
     let file_a = setup.file("a.pem", &a);
     let file_b = setup.file("b.pem", &format!("some prose\n{b}\n{a}"));
-    let expected = canonical(&[&a, &b]);
+    let expected = canonical_bundle(&[&a, &b]);
 
     let push = setup.api(&["push", &file_a, &file_b]).await;
     assert!(push.status.success(), "{}", stderr(&push));
@@ -872,8 +847,8 @@ async fn cli_dry_run_sends_no_post() {
 #[tokio::test]
 async fn cli_refuses_a_key_before_any_request() {
     let setup = CliSetup::new().await;
-    let (cert, key) = ca_cert("Keyed Root");
-    let file = setup.file("tls.pem", &format!("{cert}{}", key.serialize_pem()));
+    let keyed = CertSpec::ca("Keyed Root").self_signed();
+    let file = setup.file("tls.pem", &format!("{}{}", keyed.pem, keyed.key_pem));
     let push = setup.api(&["push", &file]).await;
     assert_eq!(push.status.code(), Some(1));
     assert!(stderr(&push).contains("private key"), "{}", stderr(&push));
@@ -942,7 +917,7 @@ async fn plain_http_is_refused_unless_allowed() {
     config.allow_plain_http = true;
     let client = OnPremClient::new(config, Arc::new(admin())).expect("allowed explicitly");
     client
-        .upload_webhook_ca(&ca_cert("plain http CA").0)
+        .upload_webhook_ca(&ca_pem("plain http CA"))
         .await
         .expect("upload over plain http");
     assert!(sim.stored_bundle().is_some());

@@ -4,33 +4,16 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, date_time_ymd};
 use sha2::{Digest as _, Sha256};
+use test_support::certs::{Cert, CertSpec, key_pem};
 
 const BIN: &str = env!("CARGO_BIN_EXE_webhook-ca-operator");
 
-/// A self-signed certificate's PEM (rcgen writes the canonical form) and DER fingerprint.
-struct Cert {
-    pem: String,
-    sha256: String,
-}
-
+/// A self-signed certificate (rcgen writes the canonical PEM), subject `CN=<name>`.
 fn cert(name: &str, is_ca: bool, from: (i32, u8, u8), until: (i32, u8, u8)) -> Cert {
-    let mut params = CertificateParams::new(vec![format!("{name}.example")]).expect("SAN");
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = if is_ca {
-        IsCa::Ca(BasicConstraints::Unconstrained)
-    } else {
-        IsCa::ExplicitNoCa
-    };
-    params.not_before = date_time_ymd(from.0, from.1, from.2);
-    params.not_after = date_time_ymd(until.0, until.1, until.2);
-    let key = KeyPair::generate().expect("key");
-    let cert = params.self_signed(&key).expect("self-signed");
-    Cert {
-        pem: cert.pem(),
-        sha256: hex::encode(Sha256::digest(cert.der())),
-    }
+    CertSpec::new(name, is_ca)
+        .valid((from, until))
+        .self_signed()
 }
 
 /// Valid from 2020 to 2090: valid whenever these tests run.
@@ -194,7 +177,7 @@ fn stdin_is_read_for_dash() {
 fn a_key_file_is_refused_by_name_without_echoing_the_key() {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = ca("Internal CA");
-    let key = KeyPair::generate().expect("key").serialize_pem();
+    let key = key_pem();
     let ok = write(dir.path(), "ca.pem", &root.pem);
     let tls = write(dir.path(), "tls.pem", &format!("{}{key}", root.pem));
 

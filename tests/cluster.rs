@@ -1,8 +1,6 @@
 //! Proof that the test cluster behaves like a real one where the operator's tests depend on it:
 //! Deployments schedule and roll, RBAC confines ServiceAccount tokens, CRDs become Established.
 
-mod support;
-
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -12,7 +10,7 @@ use kube::api::PostParams;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use kube::{Api, Resource};
 use serde_json::json;
-use support::{DeleteOnDrop, TestNamespace, rollout_status, wait_for};
+use test_support::{DeleteOnDrop, TestNamespace, rollout_status, wait_for};
 
 /// A Deployment whose pods kwok "runs"; the image is never pulled (`.invalid` cannot resolve).
 fn deployment(name: &str, replicas: i32) -> Deployment {
@@ -224,7 +222,7 @@ subjects:
         ns = ns.name()
     ));
 
-    let token = support::token_for(&ns.client(), ns.name(), "reader").await;
+    let token = test_support::token_for(&ns.client(), ns.name(), "reader").await;
     let as_reader: Api<Secret> = Api::namespaced(cluster.client_with_token(&token), ns.name());
 
     // RBAC reaches the authorizer through an informer: the binding may need a moment.
@@ -333,9 +331,9 @@ spec:
 /// for want of a process-wide default.
 #[tokio::test]
 async fn kube_and_the_api_client_share_one_tls_stack() {
+    use onprem_sim::{self as sim, DEFAULT_ADMIN_PASSWORD, SimConfig};
     use std::sync::Arc;
     use webhook_ca_operator::onprem::{ClientConfig, Credentials, OnPremClient, TlsTrust};
-    use webhook_ca_operator::sim::{self, DEFAULT_ADMIN_PASSWORD, SimConfig};
 
     let ns = TestNamespace::new("tls-stack").await;
     let pods = ns.api::<Pod>().list(&ListParams::default()).await;

@@ -2,13 +2,11 @@
 //! real apiserver accepts it as a structural schema, its CEL rules refuse what the schema cannot
 //! say, its defaults apply, `kubectl explain` documents it and `kubectl get` shows the columns.
 
-mod support;
-
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use support::{TestNamespace, cluster, run, run_ok, wait_for};
+use test_support::{TestNamespace, cluster, run, run_ok, wait_for};
 use webhook_ca_operator::crd::{
     BundleOrder, DeletionPolicy, PolicyAction, RestartMethod, WebhookCaCertificate,
 };
@@ -28,7 +26,7 @@ fn committed_crd_matches_the_rust_types() {
 }
 
 /// Applies `crds/` exactly as a user would and waits until the apiserver serves the kind.
-async fn install_crd() -> &'static support::Cluster {
+async fn install_crd() -> &'static test_support::Cluster {
     let cluster = cluster().await;
     let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
     run_ok(
@@ -87,7 +85,7 @@ fn valid() -> serde_json::Value {
 
 fn apply_in(ns: &TestNamespace, object: &serde_json::Value) -> Result<String, String> {
     let manifest = serde_json::to_string(object).expect("json");
-    support::run_with_input(
+    test_support::run_with_input(
         ns.cluster()
             .kubectl()
             .args(["apply", "-n", ns.name(), "-f", "-"]),
@@ -100,7 +98,7 @@ fn apply_in(ns: &TestNamespace, object: &serde_json::Value) -> Result<String, St
 async fn the_example_is_accepted_and_defaults_apply() {
     install_crd().await;
     let ns = TestNamespace::new("crd-example").await;
-    support::run_with_input(
+    test_support::run_with_input(
         ns.cluster()
             .kubectl()
             .args(["apply", "-n", ns.name(), "-f", "-"]),

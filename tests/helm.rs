@@ -3,8 +3,6 @@
 //! a real cluster under the "restricted" Pod Security Standard, and the ServiceAccount it creates
 //! holds exactly the access the operator needs: checked with that ServiceAccount's own token.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
@@ -20,7 +18,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use support::{DeleteOnDrop, TestNamespace, run, run_ok, token_for, wait_for};
+use test_support::{DeleteOnDrop, TestNamespace, run, run_ok, token_for, wait_for};
 use webhook_ca_operator::crd::WebhookCaCertificate;
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/webhook-ca-operator");
@@ -123,7 +121,7 @@ fn describe_difference(got: &Access, want: &Access) -> String {
 /// `helm` for commands that need no cluster, with its config, cache and data out of `$HOME`.
 fn helm_offline() -> Command {
     let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("helm-offline");
-    let mut cmd = Command::new(support::bin("helm"));
+    let mut cmd = Command::new(test_support::bin("helm"));
     cmd.env("HELM_CONFIG_HOME", home.join("config"))
         .env("HELM_CACHE_HOME", home.join("cache"))
         .env("HELM_DATA_HOME", home.join("data"));
@@ -846,7 +844,7 @@ async fn namespaced_install_grants_nothing_outside_the_watched_namespace() {
 /// (admission and schemas) without being stored.
 #[tokio::test]
 async fn deploy_manifests_pass_a_server_side_dry_run() {
-    let cluster = support::cluster().await;
+    let cluster = test_support::cluster().await;
     let namespaces: Api<Namespace> = Api::all(cluster.client());
     // A dry run stores nothing, so the objects in the namespace need the namespace to exist.
     // Create it for real unless it exists; wait out a deletion by an earlier run.

@@ -3,8 +3,6 @@
 //! replicas elect one leader and hand over on SIGTERM; and the operator does its whole job with
 //! nothing but the Helm chart's ServiceAccount token.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -19,11 +17,12 @@ use kube::Api;
 use kube::api::ListParams;
 use kube::config::Kubeconfig;
 use serde_json::{Value, json};
-use support::operator::{
-    Setup, apply_wcc, assert_rolled_with_bundle, ca_pem, expected_bundle, operator_events,
-    set_secret, setup, spec, uploads, wait_condition, wait_stored_bundle,
+use test_support::certs::ca_pem;
+use test_support::operator::{
+    Setup, apply_wcc, assert_rolled_with_bundle, expected_bundle, operator_events, set_secret,
+    setup, spec, uploads, wait_condition, wait_stored_bundle,
 };
-use support::{TestNamespace, run_ok, token_for, wait_for};
+use test_support::{TestNamespace, run_ok, token_for, wait_for};
 use webhook_ca_operator::crd::WebhookCaCertificate;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_webhook-ca-operator");

@@ -2,8 +2,6 @@
 //! by server-side apply, rollouts followed by kubectl's rules, and evictions honouring
 //! PodDisruptionBudgets.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -13,7 +11,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
-use support::{TestNamespace, run_with_input, wait_for};
+use test_support::{TestNamespace, run_with_input, wait_for};
 use webhook_ca_operator::controller::restart::{
     BUNDLE_HASH_ANNOTATION, EvictStep, FIELD_MANAGER, RESTARTED_AT_ANNOTATION, Workload,
     evict_step, resolve_targets, rollout_restart,

@@ -1,15 +1,13 @@
 //! The controller's reads from the cluster: sources resolved from real Secrets and ConfigMaps,
 //! the API credentials and the CA Secret, against the test cluster's API server.
 
-mod support;
-
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::json;
-use support::TestNamespace;
+use test_support::TestNamespace;
+use test_support::certs::{CertSpec, base64_lines};
 use webhook_ca_operator::bundle::{self, Policy, SourceInput};
 use webhook_ca_operator::controller::credentials::{SecretCredentials, tls_trust};
 use webhook_ca_operator::controller::sources::{ResolvedSource, SourceError, resolve_sources};
@@ -17,30 +15,8 @@ use webhook_ca_operator::crd::{ApiCredentials, ApiTls, Source};
 use webhook_ca_operator::onprem::{CredentialSource, Credentials, TlsTrust};
 use webhook_ca_operator::reason::ConditionReason;
 
-/// A self-signed certificate and its key, both PEM.
-struct Generated {
-    cert: String,
-    key: String,
-}
-
-fn certificate(name: &str, is_ca: bool) -> Generated {
-    let key = KeyPair::generate().expect("key generation");
-    let mut params = CertificateParams::new(vec![format!("{name}.example")]).expect("valid SAN");
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = if is_ca {
-        IsCa::Ca(BasicConstraints::Unconstrained)
-    } else {
-        IsCa::ExplicitNoCa
-    };
-    let cert = params.self_signed(&key).expect("self-signed certificate");
-    Generated {
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-    }
-}
-
 fn ca(name: &str) -> String {
-    certificate(name, true).cert
+    test_support::certs::ca_pem(name)
 }
 
 fn meta(name: &str, labels: &[(&str, &str)]) -> ObjectMeta {
@@ -296,15 +272,15 @@ async fn a_missing_key_fails_unless_optional() {
 async fn all_keys_of_a_tls_secret_are_refused_without_showing_the_key() {
     let ns = TestNamespace::new("src-tls").await;
     let root = ca("root");
-    let leaf = certificate("webapp", false);
+    let leaf = CertSpec::leaf("webapp").self_signed();
     create_secret(
         &ns,
         "webapp-tls",
         "kubernetes.io/tls",
         &[
             ("ca.crt", root.as_bytes()),
-            ("tls.crt", leaf.cert.as_bytes()),
-            ("tls.key", leaf.key.as_bytes()),
+            ("tls.crt", leaf.pem.as_bytes()),
+            ("tls.key", leaf.key_pem.as_bytes()),
         ],
     )
     .await;
@@ -318,7 +294,7 @@ async fn all_keys_of_a_tls_secret_are_refused_without_showing_the_key() {
         shown.contains("key: ca.crt") && shown.contains("key: tls.crt"),
         "{shown}"
     );
-    assert_no_key_material(&shown, &leaf.key);
+    assert_no_key_material(&shown, &leaf.key_pem);
 
     let err = resolve(
         &ns,
@@ -327,7 +303,7 @@ async fn all_keys_of_a_tls_secret_are_refused_without_showing_the_key() {
     .await
     .expect_err("the private key is never read");
     assert_eq!(err.reason(), "SourceInvalid");
-    assert_no_key_material(&format!("{err} {err:?}"), &leaf.key);
+    assert_no_key_material(&format!("{err} {err:?}"), &leaf.key_pem);
 
     let resolved = resolve(
         &ns,
@@ -342,10 +318,7 @@ async fn all_keys_of_a_tls_secret_are_refused_without_showing_the_key() {
 }
 
 fn assert_no_key_material(shown: &str, key_pem: &str) {
-    let body: Vec<&str> = key_pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
+    let body = base64_lines(key_pem);
     assert!(!body.is_empty(), "the key PEM has a body");
     for line in body {
         assert!(
@@ -388,7 +361,7 @@ async fn unprivileged_client(ns: &TestNamespace) -> kube::Client {
         .create(&PostParams::default(), &account)
         .await
         .expect("create service account");
-    let token = support::token_for(&ns.client(), ns.name(), "nobody").await;
+    let token = test_support::token_for(&ns.client(), ns.name(), "nobody").await;
     ns.cluster().client_with_token(&token)
 }
 

@@ -4,7 +4,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use super::fixtures::{
-    self, EXPIRED, NOT_YET_VALID, VALID, base64_body, ca, chain, input, policy, private_key_pem,
+    self, EXPIRED, NOT_YET_VALID, VALID, base64_body, ca, chain, input, key_pem, policy,
     self_signed,
 };
 use super::*;
@@ -108,7 +108,7 @@ fn source_order_keeps_chains_and_sorted_order_ignores_input_order() {
 #[test]
 fn a_private_key_anywhere_refuses_the_build_and_names_the_source() {
     let root = ca("Internal CA");
-    let key = private_key_pem();
+    let key = key_pem();
     let tls_secret = format!("{}{key}", root.pem);
     let broken = "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n";
 
@@ -134,7 +134,7 @@ fn a_private_key_anywhere_refuses_the_build_and_names_the_source() {
 #[test]
 fn every_kind_of_key_label_is_refused() {
     let root = ca("Internal CA");
-    let body = base64_body(&private_key_pem());
+    let body = base64_body(&key_pem());
     for label in [
         "PRIVATE KEY",
         "RSA PRIVATE KEY",
@@ -171,7 +171,7 @@ fn a_key_label_padded_far_from_its_dashes_is_still_refused() {
 /// whichever error it is, neither its Display nor its Debug carries the key.
 #[test]
 fn no_error_carries_key_material() {
-    let key = private_key_pem();
+    let key = key_pem();
     let body = base64_body(&key);
     let wrapped: String = body
         .as_bytes()
@@ -445,7 +445,7 @@ fn canonicalize_compares_by_content_not_by_whitespace() {
     assert!(!bundle.matches(&reordered));
     assert!(!bundle.matches(&a.pem));
     assert!(!bundle.matches(""));
-    assert!(!bundle.matches(&format!("{}{}", bundle.pem, private_key_pem())));
+    assert!(!bundle.matches(&format!("{}{}", bundle.pem, key_pem())));
     assert!(!bundle.matches("-----BEGIN CERTIFICATE-----\ntruncated"));
 }
 

@@ -18,12 +18,12 @@ use clap::Subcommand;
 use jiff::Timestamp;
 
 use super::files::{self, InputError};
+use crate::NAME;
 use crate::bundle::{self, Bundle, BundleError, Policy, SourceInput};
 use crate::onprem::{
     ApiError, ClientConfig, Credentials, DeleteOutcome, Health, OnPremClient, TlsTrust,
 };
 
-const PROGRAM: &str = "webhook-ca-operator api";
 /// `get` when the API holds no bundle: distinct from failures, so scripts can branch on it.
 pub const EXIT_NOTHING_STORED: u8 = 3;
 
@@ -134,7 +134,7 @@ pub async fn run(args: ApiArgs) -> ExitCode {
         Err(err) => {
             // One line, whatever a server put into a title.
             let line = err.to_string().replace(['\n', '\r'], " ");
-            eprintln!("{PROGRAM}: error: {line}");
+            eprintln!("{NAME} api: error: {line}");
             match err {
                 CliError::Usage(_) | CliError::Input(InputError::StdinTwice) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
@@ -173,7 +173,7 @@ async fn execute(args: ApiArgs) -> Result<Done, CliError> {
                 .collect();
             let bundle = bundle::build(&inputs, &Policy::defaults_at(Timestamp::now()))?;
             for warning in &bundle.warnings {
-                eprintln!("{PROGRAM}: warning: {warning}");
+                eprintln!("{NAME} api: warning: {warning}");
             }
             let client = connect(conn).await?;
             if dry_run {
@@ -190,7 +190,7 @@ async fn execute(args: ApiArgs) -> Result<Done, CliError> {
                     Ok(Done::Success)
                 }
                 None => {
-                    eprintln!("{PROGRAM}: no webhook CA bundle is stored");
+                    eprintln!("{NAME} api: no webhook CA bundle is stored");
                     Ok(Done::NothingStored)
                 }
             }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use super::files::{InputError, read_sources, write_stdout};
 use crate::bundle::{self, Action, Bundle, BundleError, CertificateInfo, Finding, Order, Policy};
 
-const PROGRAM: &str = "webhook-ca-operator";
+const PROGRAM: &str = crate::NAME;
 const SECONDS_PER_DAY: i64 = 86_400;
 
 #[derive(Debug, clap::Args)]

@@ -11,7 +11,7 @@ pub fn run() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("webhook-ca-operator: cannot serialize the CRD: {err}");
+            eprintln!("{}: cannot serialize the CRD: {err}", crate::NAME);
             ExitCode::FAILURE
         }
     }

@@ -6,4 +6,3 @@ pub mod bundle;
 pub mod crd;
 pub mod files;
 pub mod run;
-pub mod sim;

@@ -15,7 +15,7 @@ use crate::metrics::{Metrics, ResourceLabels};
 use crate::onprem::{OnPremClient, RetryPolicy};
 
 /// The controller's name in Events, field managers and the leader Lease.
-pub const CONTROLLER_NAME: &str = "webhook-ca-operator";
+pub const CONTROLLER_NAME: &str = crate::NAME;
 
 /// Knobs of the controller itself (the resource's own knobs are in its spec).
 #[derive(Debug, Clone)]

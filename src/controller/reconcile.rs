@@ -2,7 +2,7 @@
 //! API client -> drift check -> upload -> restart and rollout -> status. Level-based: every
 //! step looks at what is, not at what happened, so a crash anywhere is repaired by the next
 //! pass. A step that cannot go on returns a [`StepFailure`]; its condition, reason and requeue
-//! are recorded in one place ([`Report::stopped`]).
+//! are recorded in one place (`Report::stopped`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -177,7 +177,7 @@ impl OnPremClient {
             // A redirect would carry the Authorization header somewhere the user did not name.
             .redirect(reqwest::redirect::Policy::none())
             .https_only(!config.allow_plain_http)
-            .user_agent(concat!("webhook-ca-operator/", env!("CARGO_PKG_VERSION")));
+            .user_agent(format!("{}/{}", crate::NAME, env!("CARGO_PKG_VERSION")));
         let insecure = matches!(config.tls, TlsTrust::InsecureSkipVerify);
         match &config.tls {
             TlsTrust::SystemRoots => {}

@@ -1,6 +1,6 @@
 //! Restarting the workloads that serve the webhook, so that they load the new bundle, and
 //! following the rollout. [`step`] is the reconcile's restart step: it gathers the inputs, asks
-//! the pure planners in [`plan`] what to do, and acts through the method arms in [`method`].
+//! the pure planners in `plan` what to do, and acts through the method arms in `method`.
 
 mod evict;
 mod method;
@@ -28,7 +28,7 @@ use progress::Progress;
 pub const BUNDLE_HASH_ANNOTATION: &str = "webhookca.io/bundle-sha256";
 /// When the operator last restarted the workload, like kubectl's `restartedAt`.
 pub const RESTARTED_AT_ANNOTATION: &str = "webhookca.io/restartedAt";
-pub const FIELD_MANAGER: &str = "webhook-ca-operator";
+pub const FIELD_MANAGER: &str = crate::NAME;
 /// What an empty `spec.targets` means: the coreapp Deployments of Meta's templates.
 pub const DEFAULT_TARGET_SELECTOR: &str = "type=coreapp";
 

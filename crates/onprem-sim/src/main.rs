@@ -1,6 +1,8 @@
-//! `webhook-ca-operator simulate`: runs the On-Premises API simulator as a process for the local
-//! demo and for tests that need it out of process. Prints one JSON line with the URL on stdout,
-//! then serves until SIGINT or SIGTERM.
+//! `onprem-sim`: runs the On-Premises API simulator as a process for the local demo and for
+//! tests that need it out of process. Prints one JSON line with the URL on stdout, then serves
+//! until SIGINT or SIGTERM.
+
+mod duration;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -8,48 +10,51 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::Parser;
+use onprem_sim::{SimConfig, SimUser, Variant};
 use serde::{Deserialize, Serialize};
-
-use crate::sim::{self, SimConfig, SimUser, Variant};
 
 /// The admin password is read from here (never from argv, which other users can see).
 const ADMIN_PASSWORD_ENV: &str = "WCO_SIM_ADMIN_PASSWORD";
 
-#[derive(Debug, clap::Args)]
-pub struct SimArgs {
+/// A simulator of the WhatsApp Business On-Premises API webhook CA endpoints (tests and the local
+/// demo). Listens on loopback only.
+#[derive(Debug, Parser)]
+#[command(name = "onprem-sim", version, about, long_about = None)]
+struct SimArgs {
     /// Loopback address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0")]
-    pub listen: SocketAddr,
+    listen: SocketAddr,
     /// Serve plain HTTP instead of HTTPS.
     #[arg(long)]
-    pub plain_http: bool,
+    plain_http: bool,
     /// Write the PEM of the CA that signed the server certificate to this file.
     #[arg(long, value_name = "FILE", conflicts_with = "plain_http")]
-    pub write_ca: Option<PathBuf>,
+    write_ca: Option<PathBuf>,
     /// YAML or JSON file: `users: [{username, password, admin, must_change_password}]` and an
     /// optional `api_key`. Without it, one admin `admin` with the password from
     /// WCO_SIM_ADMIN_PASSWORD.
     #[arg(long, value_name = "FILE")]
-    pub users_file: Option<PathBuf>,
+    users_file: Option<PathBuf>,
     /// Which documented behaviour the webhook CA endpoints play.
     #[arg(long, value_enum, default_value = "docs")]
-    pub variant: VariantArg,
+    variant: VariantArg,
     /// Token lifetime, a Go-style duration such as 90s, 10m or 168h.
-    #[arg(long, default_value = "168h", value_parser = crate::duration::parse_duration)]
-    pub token_lifetime: Duration,
+    #[arg(long, default_value = "168h", value_parser = duration::parse_duration)]
+    token_lifetime: Duration,
     /// How long after expiry a token is still accepted.
-    #[arg(long, default_value = "600s", value_parser = crate::duration::parse_duration)]
-    pub token_grace: Duration,
+    #[arg(long, default_value = "600s", value_parser = duration::parse_duration)]
+    token_grace: Duration,
     /// File holding the bearer token that enables the /_sim/ control API.
     #[arg(long, value_name = "FILE")]
-    pub control_token_file: Option<PathBuf>,
+    control_token_file: Option<PathBuf>,
     /// Disable the health and failed-login rate limits (demos that poll often).
     #[arg(long)]
-    pub no_rate_limits: bool,
+    no_rate_limits: bool,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum VariantArg {
+enum VariantArg {
     Docs,
     Code,
 }
@@ -100,14 +105,19 @@ enum SetupError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Sim(#[from] sim::SimError),
+    Sim(#[from] onprem_sim::SimError),
 }
 
-pub async fn run(args: SimArgs) -> ExitCode {
+/// Stderr prefix of every message.
+const PROGRAM: &str = "onprem-sim";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = SimArgs::parse();
     let sim = match start(&args).await {
         Ok(sim) => sim,
         Err(e) => {
-            eprintln!("webhook-ca-operator simulate: {e}");
+            eprintln!("{PROGRAM}: {e}");
             return ExitCode::from(2);
         }
     };
@@ -117,12 +127,12 @@ pub async fn run(args: SimArgs) -> ExitCode {
         control_api: args.control_token_file.is_some(),
     };
     if let Err(e) = print_line(&started) {
-        eprintln!("webhook-ca-operator simulate: cannot write to stdout: {e}");
+        eprintln!("{PROGRAM}: cannot write to stdout: {e}");
         sim.shutdown().await;
         return ExitCode::FAILURE;
     }
     if let Err(e) = wait_for_signal().await {
-        eprintln!("webhook-ca-operator simulate: cannot wait for signals: {e}");
+        eprintln!("{PROGRAM}: cannot wait for signals: {e}");
         sim.shutdown().await;
         return ExitCode::FAILURE;
     }
@@ -130,7 +140,7 @@ pub async fn run(args: SimArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn start(args: &SimArgs) -> Result<sim::Simulator, SetupError> {
+async fn start(args: &SimArgs) -> Result<onprem_sim::Simulator, SetupError> {
     let (users, api_key) = load_users(args.users_file.as_deref())?;
     let control_token = args
         .control_token_file
@@ -153,7 +163,7 @@ async fn start(args: &SimArgs) -> Result<sim::Simulator, SetupError> {
         control_token,
         ..defaults
     };
-    let sim = sim::start(cfg).await?;
+    let sim = onprem_sim::start(cfg).await?;
     if let (Some(path), Some(pem)) = (&args.write_ca, sim.ca_pem()) {
         std::fs::write(path, pem).map_err(|source| SetupError::WriteCa {
             path: path.clone(),

@@ -1,13 +1,16 @@
-//! Support for integration tests that run against a real Kubernetes control plane.
-//!
-//! A test file opts in with `mod support;` and then, per test:
+//! Support for webhook-ca-operator's tests: generated certificates ([`certs`]), and for the
+//! integration tests that run against a real Kubernetes control plane, the cluster, a namespace
+//! per test, and the operator's end-to-end setup ([`operator`]). A dev-dependency of the
+//! operator crate; per test:
 //!
 //! ```ignore
+//! use test_support::TestNamespace;
+//!
 //! #[tokio::test]
 //! async fn something() {
-//!     let ns = support::TestNamespace::new("something").await; // fresh namespace, deleted on drop
+//!     let ns = TestNamespace::new("something").await; // fresh namespace, deleted on drop
 //!     let pods: kube::Api<Pod> = ns.api();
-//!     support::run_ok(ns.cluster().kubectl().args(["get", "pods", "-n", ns.name()]));
+//!     test_support::run_ok(ns.cluster().kubectl().args(["get", "pods", "-n", ns.name()]));
 //! }
 //! ```
 //!
@@ -22,12 +25,8 @@
 //! Helpers that run kubectl or helm block the calling thread; that is fine in `#[tokio::test]`
 //! unless the same runtime also drives background tasks, in which case use
 //! `#[tokio::test(flavor = "multi_thread")]`.
-#![allow(
-    dead_code,
-    unused_imports,
-    reason = "each test binary uses its own subset of these helpers"
-)]
 
+pub mod certs;
 mod cleanup;
 mod cluster;
 mod namespace;
@@ -43,4 +42,4 @@ pub use namespace::TestNamespace;
 pub use process::{run, run_ok, run_with_input};
 pub use rollout::rollout_status;
 pub use token::token_for;
-pub use wait::{eventually, wait_for};
+pub use wait::wait_for;

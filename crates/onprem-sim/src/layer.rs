@@ -10,10 +10,10 @@ use axum::middleware::Next;
 use axum::response::Response;
 use sha2::{Digest, Sha256};
 
-use super::envelope;
-use super::model::{Fault, FaultAction, RequestRecord};
-use super::server::ConnMeta;
-use super::state::Shared;
+use crate::envelope;
+use crate::model::{Fault, FaultAction, RequestRecord};
+use crate::server::ConnMeta;
+use crate::state::Shared;
 
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub(crate) const CONTROL_PREFIX: &str = "/_sim/";

@@ -14,9 +14,9 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::envelope;
-use super::model::{Fault, FaultAction, HealthReport, RequestRecord, Responses, ResponsesUpdate};
-use super::state::Shared;
+use crate::envelope;
+use crate::model::{Fault, FaultAction, HealthReport, RequestRecord, Responses, ResponsesUpdate};
+use crate::state::Shared;
 
 pub(crate) fn routes(shared: Arc<Shared>) -> Router<Arc<Shared>> {
     Router::new()

@@ -15,11 +15,11 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::envelope::{self, api_error};
-use super::layer::LOGIN_PATH;
-use super::model::{DeleteMissing, HealthReport, SuccessBody, Variant};
-use super::server::ConnMeta;
-use super::state::{Caller, Inner, LoginOutcome, Shared};
+use crate::envelope::{self, api_error};
+use crate::layer::LOGIN_PATH;
+use crate::model::{DeleteMissing, HealthReport, SuccessBody, Variant};
+use crate::server::ConnMeta;
+use crate::state::{Caller, Inner, LoginOutcome, Shared};
 
 pub(crate) const CA_PATH: &str = "/v1/certificates/webhooks/ca";
 

@@ -1,25 +1,25 @@
-//! The On-Premises API simulator, driven over real HTTPS the way the client and the operator
-//! use it: every documented variant, the login flows, faults, the request log and the CLI.
+//! The On-Premises API simulator, driven over real HTTPS the way the operator's client uses it
+//! (but with a plain HTTP client, not the operator's): every documented variant, the login
+//! flows, faults, the request log and the `onprem-sim` binary.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use onprem_sim::{
+    DEFAULT_ADMIN_PASSWORD, DeleteMissing, Fault, HealthNode, HealthReport, RateLimit, SimConfig,
+    SimError, SimUser, Simulator, SuccessBody, Variant,
+};
 use reqwest::header::{CONTENT_DISPOSITION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use webhook_ca_operator::sim::{
-    self, DEFAULT_ADMIN_PASSWORD, DeleteMissing, Fault, HealthNode, HealthReport, RateLimit,
-    SimConfig, SimError, SimUser, Simulator, SuccessBody, Variant,
-};
 
 const CA: &str = "/v1/certificates/webhooks/ca";
 const BUNDLE: &str = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nMIIBsecond\n-----END CERTIFICATE-----\n";
 
 async fn start(cfg: SimConfig) -> Simulator {
-    webhook_ca_operator::tls::install_crypto_provider();
-    sim::start(cfg).await.expect("simulator starts")
+    onprem_sim::start(cfg).await.expect("simulator starts")
 }
 
 async fn start_default() -> Simulator {
@@ -682,8 +682,7 @@ async fn certificate_is_valid_for_localhost_too_and_plain_http_works() {
 
 #[tokio::test]
 async fn non_loopback_bind_is_refused() {
-    webhook_ca_operator::tls::install_crypto_provider();
-    let err = sim::start(SimConfig {
+    let err = onprem_sim::start(SimConfig {
         bind: "0.0.0.0:0".parse().expect("addr"),
         ..SimConfig::default()
     })
@@ -932,12 +931,12 @@ impl Drop for KillOnDrop {
 }
 
 #[tokio::test]
-async fn simulate_subcommand_prints_its_url_and_serves_until_sigterm() {
+async fn binary_prints_its_url_and_serves_until_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca_file = dir.path().join("ca.pem");
     let mut child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_webhook-ca-operator"))
-            .args(["simulate", "--variant", "code", "--write-ca"])
+        Command::new(env!("CARGO_BIN_EXE_onprem-sim"))
+            .args(["--variant", "code", "--write-ca"])
             .arg(&ca_file)
             .env("WCO_SIM_ADMIN_PASSWORD", "Cli-Passw0rd!")
             .stdout(Stdio::piped())
@@ -994,9 +993,8 @@ async fn simulate_subcommand_prints_its_url_and_serves_until_sigterm() {
 }
 
 #[tokio::test]
-async fn simulate_subcommand_refuses_to_start_without_users() {
-    let out = Command::new(env!("CARGO_BIN_EXE_webhook-ca-operator"))
-        .arg("simulate")
+async fn binary_refuses_to_start_without_users() {
+    let out = Command::new(env!("CARGO_BIN_EXE_onprem-sim"))
         .env_remove("WCO_SIM_ADMIN_PASSWORD")
         .output()
         .expect("run simulator");

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use super::SimError;
+use crate::SimError;
 
 /// A slow or silent client must not hold a handshake task forever.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

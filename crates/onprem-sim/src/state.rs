@@ -10,13 +10,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::Timestamp;
 
-use super::SimConfig;
-use super::model::{Fault, HealthReport, RateLimit, RequestRecord, Responses};
+use crate::SimConfig;
+use crate::model::{Fault, HealthReport, RateLimit, RequestRecord, Responses};
 
 /// Oldest records are dropped beyond this, so a long demo run does not grow without bound.
 const REQUEST_LOG_CAP: usize = 10_000;
 
-/// State shared by the HTTP handlers, the control API and the [`super::Simulator`] handle.
+/// State shared by the HTTP handlers, the control API and the [`crate::Simulator`] handle.
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
     pub version: String,
@@ -351,7 +351,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::sim::SimUser;
+    use crate::SimUser;
 
     const IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 

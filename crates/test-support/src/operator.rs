@@ -9,48 +9,36 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
+use onprem_sim::{self as sim, DEFAULT_ADMIN_PASSWORD, SimConfig, Simulator};
 use serde_json::json;
-use webhook_ca_operator::bundle::{self, Policy, SourceInput};
+use webhook_ca_operator::bundle::{self, Bundle, Policy, SourceInput};
 use webhook_ca_operator::crd::WebhookCaCertificate;
-use webhook_ca_operator::sim::{self, DEFAULT_ADMIN_PASSWORD, SimConfig, Simulator};
 
-use super::cluster::cluster;
+use super::cluster::{cluster, repo};
 use super::namespace::TestNamespace;
 use super::process::run_ok;
 use super::rollout::rollout_status;
 use super::wait::wait_for;
 
-const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
-
 /// The name the operator reports Events under.
-pub const CONTROLLER: &str = "webhook-ca-operator";
+const CONTROLLER: &str = "webhook-ca-operator";
 
-pub fn ca_pem(name: &str) -> String {
-    let key = rcgen::KeyPair::generate().expect("key");
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.self_signed(&key).expect("self-signed").pem()
-}
-
-pub fn key_pem() -> String {
-    rcgen::KeyPair::generate().expect("key").serialize_pem()
-}
-
-/// The canonical bundle the operator must upload for these PEM texts.
-pub fn expected_bundle(pems: &[&str]) -> String {
+/// The bundle the operator builds from these PEM texts now.
+pub fn canonical_bundle(pems: &[&str]) -> Bundle {
     let inputs: Vec<SourceInput<'_>> = pems
         .iter()
-        .map(|p| SourceInput {
+        .map(|pem| SourceInput {
             source: "test",
-            pem: p,
+            pem,
         })
         .collect();
     bundle::build(&inputs, &Policy::defaults_at(jiff::Timestamp::now()))
         .expect("test certificates build")
-        .pem
+}
+
+/// The canonical bundle the operator must upload for these PEM texts.
+pub fn expected_bundle(pems: &[&str]) -> String {
+    canonical_bundle(pems).pem
 }
 
 pub struct Setup {
@@ -65,7 +53,8 @@ pub async fn setup(prefix: &str) -> Setup {
     run_ok(
         cluster
             .kubectl()
-            .args(["apply", "--server-side", "-f", CRDS]),
+            .args(["apply", "--server-side", "-f"])
+            .arg(repo().join("crds")),
     );
     run_ok(cluster.kubectl().args([
         "wait",
@@ -205,9 +194,15 @@ pub async fn wait_stored_bundle(sim: &Simulator, expected: &str) {
 
 /// How many bundles were uploaded (`POST .../ca`) since the simulator's requests were cleared.
 pub fn uploads(sim: &Simulator) -> usize {
+    ca_requests(sim, "POST")
+}
+
+/// How many `method` requests on the webhook CA endpoint (`.../ca`) the simulator saw since its
+/// requests were cleared.
+pub fn ca_requests(sim: &Simulator, method: &str) -> usize {
     sim.requests()
         .iter()
-        .filter(|r| r.method == "POST" && r.path.ends_with("/ca"))
+        .filter(|r| r.method == method && r.path.ends_with("/ca"))
         .count()
 }
 

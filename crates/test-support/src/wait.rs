@@ -5,10 +5,10 @@ use std::time::Duration;
 
 /// How long a test waits for the cluster to converge before it fails: generous, because two
 /// cores may be busy compiling while the tests run. A failure still says what was awaited.
-pub const CONVERGE: Duration = Duration::from_secs(90);
+const CONVERGE: Duration = Duration::from_secs(90);
 
-/// Polls `check` every 250 ms until it yields `Some`, and returns that value; panics with
-/// `what` and the last observation (`Err`) after [`CONVERGE`].
+/// Polls `check` every 250 ms until it returns `Ok`, and returns that value; panics with
+/// `what` and the last observation (`Err`) after `CONVERGE` (90 s).
 pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
@@ -25,13 +25,4 @@ where
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-/// Like [`wait_for`] for checks without a result: `Ok(())` ends the wait.
-pub async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), String>>,
-{
-    wait_for(what, check).await
 }

@@ -28,7 +28,6 @@ pub struct Cluster {
     kubeconfig: PathBuf,
     /// Where tool caches (kubectl discovery, helm) live; the cluster's own state dir when started here.
     state_dir: PathBuf,
-    started_here: bool,
     config: Config,
 }
 
@@ -72,11 +71,6 @@ impl Cluster {
         &self.kubeconfig
     }
 
-    /// Whether this test binary started the cluster (and its watchdog will stop it).
-    pub fn started_here(&self) -> bool {
-        self.started_here
-    }
-
     /// `kubectl` aimed at this cluster as admin.
     pub fn kubectl(&self) -> Command {
         let mut cmd = Command::new(bin("kubectl"));
@@ -110,8 +104,12 @@ impl Cluster {
     }
 }
 
-fn repo() -> &'static Path {
+/// The workspace root, where `hack/` and `target/` are.
+pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/test-support is two levels below the workspace root")
 }
 
 fn build() -> Result<PathBuf, String> {
@@ -141,15 +139,14 @@ fn build() -> Result<PathBuf, String> {
 
 async fn start_or_attach() -> Result<Cluster, String> {
     webhook_ca_operator::tls::install_crypto_provider();
-    let (kubeconfig, state_dir, started_here) = match std::env::var_os(ATTACH_ENV) {
+    let (kubeconfig, state_dir) = match std::env::var_os(ATTACH_ENV) {
         Some(path) => (
             PathBuf::from(path),
             repo().join("target/test-cluster/attached"),
-            false,
         ),
         None => {
             let dir = start()?;
-            (dir.join("kubeconfig"), dir, true)
+            (dir.join("kubeconfig"), dir)
         }
     };
     let raw = Kubeconfig::read_from(&kubeconfig)
@@ -160,7 +157,6 @@ async fn start_or_attach() -> Result<Cluster, String> {
     Ok(Cluster {
         kubeconfig,
         state_dir,
-        started_here,
         config,
     })
 }

@@ -1,8 +1,12 @@
-//! A simulator of the On-Premises API endpoints the operator uses (`shared/docs/onprem-api.md`):
-//! login/logout, the webhook CA certificate endpoints and health, over TLS with a throwaway CA,
-//! with both documented response variants, fault injection and a request log. Tests start it
-//! in-process with [`start`]; the `simulate` subcommand runs it as a process driven over the
-//! `/_sim/` control API.
+//! A simulator of the WhatsApp Business On-Premises API endpoints webhook-ca-operator uses
+//! (`shared/docs/onprem-api.md`): login/logout, the webhook CA certificate endpoints and health,
+//! over TLS with a throwaway CA, with both documented response variants, fault injection and a
+//! request log. Tests start it in-process with [`start`]; the `onprem-sim` binary runs it as a
+//! process driven over the `/_sim/` control API (the local demo).
+//!
+//! It is a crate of its own so that the operator's binary holds no fake login server, and it
+//! shares no code with the operator's client: it writes the API's answers from the
+//! documentation, so a misreading in the client cannot hide behind the same misreading here.
 
 mod control;
 mod envelope;

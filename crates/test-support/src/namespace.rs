@@ -12,7 +12,7 @@ use super::cleanup::DeleteOnDrop;
 use super::cluster::{Cluster, cluster};
 
 /// Label on every test namespace, so leftovers of an attached cluster are easy to find.
-pub const TEST_LABEL: &str = "webhook-ca-operator.test/namespace";
+const TEST_LABEL: &str = "webhook-ca-operator.test/namespace";
 
 /// A namespace named `wco-<prefix>-<random>` in the test cluster.
 pub struct TestNamespace {
