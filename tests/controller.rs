@@ -5,8 +5,6 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -14,87 +12,13 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
-use support::TestNamespace;
+use support::controller::{Operator, synced};
 use support::operator::{
     Setup, apply_wcc, ca_pem, condition, event_reasons, expected_bundle, key_pem, operator_events,
     replica_sets, rolled_out, set_secret, setup, spec, template_annotation, wait_condition,
 };
 use support::wait_for;
-use tokio::sync::oneshot;
-use webhook_ca_operator::controller::{self, Context, Settings};
 use webhook_ca_operator::crd::WebhookCaCertificate;
-use webhook_ca_operator::http::Health;
-use webhook_ca_operator::metrics::Metrics;
-use webhook_ca_operator::onprem::RetryPolicy;
-
-/// A controller running in this process, scoped to one namespace; stopped on drop.
-struct Operator {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Operator {
-    fn start(ns: &TestNamespace) -> Self {
-        let settings = Settings {
-            namespace: Some(ns.name().to_owned()),
-            progress_interval: Duration::from_millis(500),
-            retry_interval: Duration::from_secs(1),
-            api_retry: RetryPolicy {
-                base_delay: Duration::from_millis(20),
-                max_delay: Duration::from_millis(100),
-                ..RetryPolicy::default()
-            },
-            instance: None,
-        };
-        let metrics = Arc::new(Metrics::default());
-        let health = Arc::new(Health {
-            metrics: Arc::clone(&metrics),
-            ready: AtomicBool::new(false),
-        });
-        let ctx = Arc::new(Context::new(ns.client(), metrics, settings));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(controller::run(ctx, health, async move {
-            let _ = stopped.await;
-        }));
-        Self {
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
-        }
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-/// A namespace whose `internal-ca` Secret holds one CA named `ca_name`, the operator running,
-/// and the resource (`spec` plus `extra`) Ready.
-async fn synced(
-    prefix: &str,
-    ca_name: &str,
-    extra: serde_json::Value,
-) -> (Setup, Operator, String) {
-    let setup = setup(prefix).await;
-    let ca = ca_pem(ca_name);
-    set_secret(&setup.ns, "internal-ca", "ca.crt", &ca).await;
-    let operator = Operator::start(&setup.ns);
-    apply_wcc(&setup.ns, spec(&setup.sim, extra)).await;
-    wait_condition(&setup.ns, "Ready", "True", "Synced").await;
-    (setup, operator, ca)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_restarts_and_follows_source_changes() {

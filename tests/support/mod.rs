@@ -30,6 +30,7 @@
 
 mod cleanup;
 mod cluster;
+pub mod controller;
 mod namespace;
 pub mod operator;
 mod process;
