@@ -127,7 +127,7 @@ pub fn build(inputs: &[SourceInput<'_>], policy: &Policy) -> Result<Bundle, Bund
 
     if kept.is_empty() {
         return Err(BundleError::Empty {
-            sources: inputs.len(),
+            sources: inputs.iter().map(|i| i.source.to_owned()).collect(),
         });
     }
     let (refused, warnings): (Vec<Finding>, Vec<Finding>) = findings
@@ -185,4 +185,14 @@ pub fn canonicalize(text: &str) -> Result<CanonicalPem, PemError> {
         certificates,
         ignored_blocks,
     })
+}
+
+/// The DER of every certificate block of `text`, in order; other blocks are passed over. For
+/// trusting certificates (the webapp's CA), where no policy applies.
+pub fn certificate_ders(text: &str) -> Result<Vec<Vec<u8>>, PemError> {
+    pem::scan(text)?
+        .iter()
+        .filter(|block| block.is_certificate())
+        .map(pem::Block::decode)
+        .collect()
 }

@@ -282,13 +282,22 @@ fn no_certificate_at_all_is_an_error_never_an_empty_bundle() {
         vec![input("prose", "just some text\r\n"), input("t", trusted)],
     ] {
         let err = build(&inputs, &policy()).expect_err("empty");
+        let names: Vec<String> = inputs.iter().map(|i| i.source.to_owned()).collect();
         assert_eq!(
             err,
             BundleError::Empty {
-                sources: inputs.len()
+                sources: names.clone()
             }
         );
+        let message = err.to_string();
+        for name in &names {
+            assert!(message.contains(name.as_str()), "{message}");
+        }
     }
+    assert_eq!(
+        build(&[], &policy()).unwrap_err().to_string(),
+        "no source contributed any text; an empty bundle is never built"
+    );
 }
 
 #[test]
