@@ -16,6 +16,7 @@ use super::auth::{
     parse_expires_after, parse_login_answer, refresh_at,
 };
 use super::error::{ApiError, CallKind, StatusError, TransportError};
+use super::pinning;
 use super::retry::{RetryPolicy, parse_retry_after};
 
 /// The header the API uses to correlate a request in its logs; it honours one sent by the client.
@@ -182,15 +183,11 @@ impl OnPremClient {
         match &config.tls {
             TlsTrust::SystemRoots => {}
             TlsTrust::CaPem(pem) => {
-                let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
-                    ApiError::Config(format!("the CA PEM for the API is not valid: {e}"))
-                })?;
-                if certs.is_empty() {
-                    return Err(ApiError::Config(
-                        "the CA PEM for the API holds no certificate".into(),
-                    ));
-                }
-                builder = builder.tls_certs_only(certs);
+                // Its own verifier: a self-signed webapp certificate given as its own CA is
+                // accepted as a pin (see `pinning`), which rustls's stock verifier refuses.
+                let tls =
+                    pinning::client_config(pem).map_err(|e| ApiError::Config(e.to_string()))?;
+                builder = builder.use_preconfigured_tls(tls);
             }
             TlsTrust::InsecureSkipVerify => {
                 tracing::warn!(
