@@ -4,6 +4,7 @@
 mod support;
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::events::v1::Event;
@@ -16,6 +17,9 @@ use support::operator::{
 use support::{TestNamespace, wait_for};
 use webhook_ca_operator::bundle::{self, Policy, SourceInput};
 use webhook_ca_operator::crd::WebhookCaCertificate;
+use webhook_ca_operator::onprem::{
+    ClientConfig, Credentials, OnPremClient, Reason, TlsTrust, from_fn,
+};
 use webhook_ca_operator::sim::{self, DEFAULT_ADMIN_PASSWORD, SimConfig, Simulator, TlsIdentity};
 
 /// The message of the resource's condition `type_`.
@@ -213,4 +217,84 @@ async fn controller_trusts_a_self_signed_webapp_certificate_in_its_ca_secret() {
     wait_condition(&ns, "Ready", "True", "Synced").await;
     wait_stored_bundle(&sim, &expected_bundle(&[&ca])).await;
     operator.shutdown().await;
+}
+
+/// Logins the simulator answered (`POST /v1/users/login`).
+fn logins(sim: &Simulator) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/v1/users/login")
+        .count()
+}
+
+/// Item 5: a wrong password in the login Secret costs one login, not one per retry interval
+/// (1 s here; the backoff keeps its real default of 1 minute); the condition says where to fix
+/// it and when the next attempt is; the fixed Secret is used at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_backs_off_until_the_secret_changes() {
+    let Setup { ns, sim } = setup("fix-login").await;
+    set_secret(&ns, "wa-admin", "password", "Wrong-Passw0rd!").await;
+    let ca = ca_pem("Login Root");
+    set_secret(&ns, "internal-ca", "ca.crt", &ca).await;
+    let operator = Operator::start(&ns);
+    apply_wcc(&ns, spec(&sim, json!({}))).await;
+
+    let wcc = wait_condition(&ns, "Uploaded", "False", "Unauthorized").await;
+    let said = message(&wcc, "Uploaded");
+    let place = format!("Secret {}/wa-admin", ns.name());
+    assert!(said.contains(&place), "{said}");
+    assert!(said.contains("next login attempt at"), "{said}");
+    assert!(!said.contains("Wrong-Passw0rd!"), "{said}");
+    // Five retry intervals: without the backoff, five more logins.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        logins(&sim),
+        1,
+        "one refused login, then none until the backoff ends"
+    );
+    assert_eq!(sim.stored_bundle(), None);
+
+    let fixed = std::time::Instant::now();
+    set_secret(&ns, "wa-admin", "password", DEFAULT_ADMIN_PASSWORD).await;
+    wait_stored_bundle(&sim, &expected_bundle(&[&ca])).await;
+    let delay = fixed.elapsed();
+    eprintln!("the fixed password was used {delay:?} after the Secret changed");
+    assert!(
+        delay < Duration::from_secs(45),
+        "the fixed Secret must not wait for the 1-minute backoff: {delay:?}"
+    );
+    assert_eq!(logins(&sim), 2, "the refused login and the good one");
+    wait_condition(&ns, "Ready", "True", "Synced").await;
+    operator.shutdown().await;
+}
+
+/// Item 5, the client alone: the same refused credentials are not sent again before the backoff
+/// ends; changed credentials are sent at once.
+#[tokio::test]
+async fn the_client_holds_back_refused_credentials_only() {
+    let sim = sim::start(SimConfig::default()).await.expect("simulator");
+    let current = Arc::new(Mutex::new(Credentials::login("admin", "Wrong-Passw0rd!")));
+    let source = {
+        let current = Arc::clone(&current);
+        from_fn(move || {
+            let creds = current.lock().expect("lock").clone();
+            async move { Ok(creds) }
+        })
+    };
+    let config = ClientConfig::new(
+        sim.url(),
+        TlsTrust::CaPem(sim.ca_pem().expect("TLS").to_owned()),
+    );
+    let client = OnPremClient::new(config, Arc::new(source)).expect("client");
+    for _ in 0..3 {
+        let Err(err) = client.get_webhook_ca().await else {
+            panic!("a wrong password must fail");
+        };
+        assert_eq!(err.reason(), Reason::Unauthorized, "{err}");
+        assert!(err.to_string().contains("next login attempt at"), "{err}");
+    }
+    assert_eq!(logins(&sim), 1);
+    *current.lock().expect("lock") = Credentials::login("admin", DEFAULT_ADMIN_PASSWORD);
+    assert_eq!(client.get_webhook_ca().await.expect("get"), None);
+    assert_eq!(logins(&sim), 2);
 }

@@ -17,6 +17,7 @@ pub mod certificates;
 pub mod client;
 pub mod error;
 pub mod health;
+pub mod login_backoff;
 pub mod pinning;
 pub mod retry;
 
