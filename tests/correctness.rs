@@ -11,8 +11,8 @@ use k8s_openapi::api::events::v1::Event;
 use serde_json::json;
 use support::controller::Operator;
 use support::operator::{
-    Setup, apply_wcc, ca_pem, condition, expected_bundle, operator_events, replica_sets,
-    set_secret, setup, setup_with, spec, uploads, wait_condition, wait_stored_bundle,
+    Setup, apply_wcc, ca_pem, condition, expected_bundle, expired_ca_pem, operator_events,
+    replica_sets, set_secret, setup, setup_with, spec, uploads, wait_condition, wait_stored_bundle,
 };
 use support::{TestNamespace, wait_for};
 use webhook_ca_operator::bundle::{self, Policy, SourceInput};
@@ -297,4 +297,57 @@ async fn the_client_holds_back_refused_credentials_only() {
     *current.lock().expect("lock") = Credentials::login("admin", DEFAULT_ADMIN_PASSWORD);
     assert_eq!(client.get_webhook_ca().await.expect("get"), None);
     assert_eq!(logins(&sim), 2);
+}
+
+/// Item 9: with `expired: Drop`, an old expired CA left in the Secret is left out (condition
+/// message and one Warning Event name it) and the rest is uploaded, rotations included; an
+/// all-expired Secret is still refused as empty and the API keeps the last good bundle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_drop_leaves_the_expired_certificate_out() {
+    let Setup { ns, sim } = setup("fix-drop").await;
+    let (old, current) = (expired_ca_pem("Old Expired Root"), ca_pem("Current Root"));
+    set_secret(&ns, "internal-ca", "ca.crt", &format!("{old}{current}")).await;
+    let operator = Operator::start(&ns);
+    apply_wcc(&ns, spec(&sim, json!({"policy": {"expired": "Drop"}}))).await;
+
+    let wcc = wait_condition(&ns, "Ready", "True", "Synced").await;
+    wait_stored_bundle(&sim, &expected_bundle(&[&current])).await;
+    let valid = message(&wcc, "BundleValid");
+    assert!(valid.contains("Old Expired Root"), "{valid}");
+    assert!(valid.contains("left out of the bundle"), "{valid}");
+    wait_for("one CertificateDropped Warning", || async {
+        match warnings(&ns, "CertificateDropped").await.as_slice() {
+            [one]
+                if one
+                    .note
+                    .as_deref()
+                    .is_some_and(|n| n.contains("Old Expired Root")) =>
+            {
+                Ok(())
+            }
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    // A rotation next to the expired CA reaches the API.
+    let next = ca_pem("Next Root");
+    set_secret(
+        &ns,
+        "internal-ca",
+        "ca.crt",
+        &format!("{old}{current}{next}"),
+    )
+    .await;
+    let rotated = expected_bundle(&[&current, &next]);
+    wait_stored_bundle(&sim, &rotated).await;
+
+    // Nothing but expired certificates: refused as empty; the last good bundle stays.
+    set_secret(&ns, "internal-ca", "ca.crt", &old).await;
+    let wcc = wait_condition(&ns, "BundleValid", "False", "BundleEmpty").await;
+    let empty = message(&wcc, "BundleValid");
+    assert!(empty.contains("Old Expired Root"), "{empty}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sim.stored_bundle().as_deref(), Some(rotated.as_str()));
+    operator.shutdown().await;
 }

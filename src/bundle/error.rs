@@ -26,6 +26,11 @@ pub enum BundleError {
     },
     #[error("refused by policy: {}", join(findings))]
     Refused { findings: Vec<Finding> },
+    #[error(
+        "the policy left every certificate out ({}); an empty bundle is never built",
+        join(findings)
+    )]
+    AllDropped { findings: Vec<Finding> },
     #[error("{}; an empty bundle is never built", read_from(sources))]
     Empty {
         /// The names of the sources read, in order: which ones to look at.
@@ -55,7 +60,7 @@ impl BundleError {
             BundleError::InvalidPem { .. } => "InvalidPem",
             BundleError::InvalidCertificate { .. } => "InvalidCertificate",
             BundleError::Refused { .. } => "CertificateRefused",
-            BundleError::Empty { .. } => "BundleEmpty",
+            BundleError::Empty { .. } | BundleError::AllDropped { .. } => "BundleEmpty",
         }
     }
 }

@@ -362,6 +362,50 @@ fn expired_certificates_are_refused_by_default_and_can_be_let_through() {
 }
 
 #[test]
+fn expired_certificates_can_be_dropped_but_never_down_to_nothing() {
+    let good = ca("Current CA");
+    let old = self_signed("Old CA", true, EXPIRED);
+    let text = format!("{}{}", old.pem, good.pem);
+    let inputs = [input("cas.pem", &text)];
+    let drop = Policy {
+        expired: Action::Drop,
+        ..policy()
+    };
+    let bundle = build(&inputs, &drop).expect("builds without the expired certificate");
+    assert_eq!(bundle.certificates.len(), 1);
+    assert_eq!(bundle.certificates[0].sha256, good.sha256);
+    assert_eq!(
+        bundle,
+        build(&[input("cas.pem", &good.pem)], &drop)
+            .map(|b| Bundle {
+                warnings: bundle.warnings.clone(),
+                ..b
+            })
+            .expect("the same bundle as the good CA alone")
+    );
+    let [Finding::Dropped { finding }] = &bundle.warnings[..] else {
+        panic!("expected one dropped finding: {:?}", bundle.warnings);
+    };
+    assert!(matches!(**finding, Finding::Expired { ref sha256, .. } if *sha256 == old.sha256));
+    let note = bundle.dropped_note().expect("a note");
+    assert!(
+        note.contains("Old CA") && note.contains("left out of the bundle"),
+        "{note}"
+    );
+    assert_eq!(
+        build(&[input("good", &good.pem)], &drop)
+            .unwrap()
+            .dropped_note(),
+        None
+    );
+
+    // Nothing left: refused as empty, saying what was dropped.
+    let err = build(&[input("old.pem", &old.pem)], &drop).expect_err("empty");
+    assert_eq!(err.reason(), "BundleEmpty");
+    assert!(err.to_string().contains("Old CA"), "{err}");
+}
+
+#[test]
 fn not_yet_valid_warns_by_default_and_can_refuse() {
     let future = self_signed("Next CA", true, NOT_YET_VALID);
     let inputs = [input("next.pem", &future.pem)];

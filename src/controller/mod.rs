@@ -4,6 +4,7 @@
 pub mod cleanup;
 pub mod context;
 pub mod credentials;
+pub mod dropped;
 pub mod reconcile;
 pub mod restart;
 pub mod rollout;

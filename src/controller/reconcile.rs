@@ -247,17 +247,15 @@ async fn evaluate(
             return;
         }
     };
-    out.verdict(
-        BUNDLE_VALID,
-        true,
-        "Valid",
-        format!(
-            "{} certificate(s) from {} source(s), sha256 {}",
-            bundle.certificates.len(),
-            inputs.len(),
-            short(&bundle.sha256)
-        ),
+    let mut valid = format!(
+        "{} certificate(s) from {} source(s), sha256 {}",
+        bundle.certificates.len(),
+        inputs.len(),
+        short(&bundle.sha256)
     );
+    out.notes
+        .extend(super::dropped::note(wcc, &bundle, &mut valid));
+    out.verdict(BUNDLE_VALID, true, "Valid", valid);
     out.verdicts.push(expiry_verdict(&bundle, now));
     record_bundle_metrics(ctx, namespace, &wcc.name_any(), &bundle);
     out.bundle = Some(bundle_status(&bundle));

@@ -26,12 +26,25 @@ const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
 pub const CONTROLLER: &str = "webhook-ca-operator";
 
 pub fn ca_pem(name: &str) -> String {
+    ca_pem_with(name, |_| {})
+}
+
+/// A CA certificate that expired in 2021.
+pub fn expired_ca_pem(name: &str) -> String {
+    ca_pem_with(name, |params| {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    })
+}
+
+fn ca_pem_with(name: &str, adjust: impl FnOnce(&mut rcgen::CertificateParams)) -> String {
     let key = rcgen::KeyPair::generate().expect("key");
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, name);
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    adjust(&mut params);
     params.self_signed(&key).expect("self-signed").pem()
 }
 
