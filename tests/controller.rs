@@ -3,8 +3,6 @@
 //! it: `kubectl get wcc`, what the API holds, which ReplicaSets exist, which Events were written.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -14,105 +12,14 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 use test_support::TestNamespace;
 use test_support::certs::{base64_body, ca_pem, key_pem};
+use test_support::controller::{Operator, synced};
 use test_support::operator::{
     Setup, apply_wcc, ca_requests, condition, event_reasons, expected_bundle, operator_events,
     replica_sets, rolled_out, set_secret, setup, spec, template_annotation, uploads,
     wait_condition, wait_stored_bundle,
 };
 use test_support::wait_for;
-use tokio::sync::oneshot;
-use webhook_ca_operator::controller::{self, Context, Settings};
 use webhook_ca_operator::crd::WebhookCaCertificate;
-use webhook_ca_operator::http::{self, Health};
-use webhook_ca_operator::metrics::Metrics;
-use webhook_ca_operator::onprem::RetryPolicy;
-
-/// A controller running in this process, scoped to one namespace; stopped on drop.
-struct Operator {
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    /// Where its /metrics is served.
-    metrics: std::net::SocketAddr,
-}
-
-impl Operator {
-    async fn start(ns: &TestNamespace) -> Self {
-        let settings = Settings {
-            namespace: Some(ns.name().to_owned()),
-            progress_interval: Duration::from_millis(500),
-            retry_interval: Duration::from_secs(1),
-            api_retry: RetryPolicy {
-                base_delay: Duration::from_millis(20),
-                max_delay: Duration::from_millis(100),
-                ..RetryPolicy::default()
-            },
-            instance: None,
-        };
-        let metrics = Arc::new(Metrics::default());
-        let health = Arc::new(Health {
-            metrics: Arc::clone(&metrics),
-            ready: AtomicBool::new(false),
-        });
-        let (addr, server) = http::serve(([127, 0, 0, 1], 0).into(), Arc::clone(&health))
-            .await
-            .expect("metrics server on loopback");
-        tokio::spawn(server);
-        let ctx = Arc::new(Context::new(ns.client(), metrics, settings));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(controller::run(ctx, health, async move {
-            let _ = stopped.await;
-        }));
-        Self {
-            stop: Some(stop),
-            task: Some(task),
-            metrics: addr,
-        }
-    }
-
-    /// What a Prometheus scrape of /metrics sees.
-    async fn scrape(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.metrics))
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics text")
-    }
-
-    async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
-        }
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-/// A namespace whose `internal-ca` Secret holds one CA named `ca_name`, the operator running,
-/// and the resource (`spec` plus `extra`) Ready.
-async fn synced(
-    prefix: &str,
-    ca_name: &str,
-    extra: serde_json::Value,
-) -> (Setup, Operator, String) {
-    let setup = setup(prefix).await;
-    let ca = ca_pem(ca_name);
-    set_secret(&setup.ns, "internal-ca", "ca.crt", &ca).await;
-    let operator = Operator::start(&setup.ns).await;
-    apply_wcc(&setup.ns, spec(&setup.sim, extra)).await;
-    wait_condition(&setup.ns, "Ready", "True", "Synced").await;
-    (setup, operator, ca)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_restarts_and_follows_source_changes() {
@@ -120,7 +27,7 @@ async fn uploads_restarts_and_follows_source_changes() {
     let first = ca_pem("Internal Root CA 1");
     set_secret(&ns, "internal-ca", "ca.crt", &first).await;
     let before = replica_sets(&ns).await;
-    let operator = Operator::start(&ns).await;
+    let operator = Operator::start(&ns);
     apply_wcc(&ns, spec(&sim, json!({}))).await;
 
     let wcc = wait_condition(&ns, "Ready", "True", "Synced").await;
@@ -182,7 +89,7 @@ async fn uploads_restarts_and_follows_source_changes() {
     // A restarted operator finds everything in place: no upload, no restart.
     operator.shutdown().await;
     sim.clear_requests();
-    let operator = Operator::start(&ns).await;
+    let operator = Operator::start(&ns);
     wait_for("the new operator to check the API", || async {
         if ca_requests(&sim, "GET") > 0 {
             Ok(())
@@ -323,7 +230,7 @@ async fn evict_restarts_pods_without_editing_the_workload() {
         .metadata
         .generation;
     let pods_before = live_coreapp_pods(&ns).await;
-    let operator = Operator::start(&ns).await;
+    let operator = Operator::start(&ns);
     apply_wcc(
         &ns,
         spec(
@@ -350,7 +257,7 @@ async fn evict_restarts_pods_without_editing_the_workload() {
 async fn suspend_and_insecure_tls_are_reported() {
     let Setup { ns, sim } = setup("ctl-suspend").await;
     set_secret(&ns, "internal-ca", "ca.crt", &ca_pem("Suspended Root")).await;
-    let operator = Operator::start(&ns).await;
+    let operator = Operator::start(&ns);
     apply_wcc(&ns, spec(&sim, json!({"suspend": true}))).await;
     let wcc = wait_condition(&ns, "Ready", "False", "Suspended").await;
     assert_eq!(
@@ -577,7 +484,7 @@ async fn a_deleted_resource_leaves_no_metric_series() {
 async fn deletion_cleanup_honours_suspend_evicts_and_is_bounded() {
     let Setup { ns, sim } = setup("ctl-cleanup").await;
     set_secret(&ns, "internal-ca", "ca.crt", &ca_pem("Cleanup Root")).await;
-    let operator = Operator::start(&ns).await;
+    let operator = Operator::start(&ns);
     let api: Api<WebhookCaCertificate> = ns.api();
     // Suspended: released, the bundle stays, no DELETE.
     apply_wcc(&ns, spec(&sim, json!({"deletionPolicy": "Delete"}))).await;
@@ -662,7 +569,7 @@ async fn debounce_and_restart_throttle_with_default_values() {
     let Setup { ns, sim } = setup("ctl-burst").await;
     let first = ca_pem("Burst Root 0");
     set_secret(&ns, "internal-ca", "ca.crt", &first).await;
-    let operator = Operator::start(&ns).await;
+    let operator = Operator::start(&ns);
     apply_wcc(&ns, spec(&sim, defaults.clone())).await;
     // The first upload to an API that holds nothing is not debounced.
     wait_condition(&ns, "Ready", "True", "Synced").await;
@@ -775,7 +682,7 @@ async fn a_source_that_stops_matching_triggers_the_resource() {
             .await
             .expect("apply configmap");
     }
-    let operator = Operator::start(&ns).await;
+    let operator = Operator::start(&ns);
     let mut selecting = spec(&sim, json!({}));
     selecting["sources"] =
         json!([{"configMap": {"selector": {"matchLabels": {"webhookca.io/bundle": "prod"}}}}]);
@@ -828,7 +735,7 @@ async fn drift_correction_restarts_coreapps_that_started_meanwhile() {
         .create(&kube::api::PostParams::default(), &other)
         .await
         .expect("create coreapp-b");
-    let operator = Operator::start(&ns).await;
+    let operator = Operator::start(&ns);
     let targets = json!({"targets": [
         {"kind": "Deployment", "name": "coreapp"}, {"kind": "Deployment", "name": "coreapp-b"}],
         "minInterval": "0s"});

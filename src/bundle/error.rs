@@ -27,8 +27,24 @@ pub enum BundleError {
     },
     #[error("refused by policy: {}", join(findings))]
     Refused { findings: Vec<Finding> },
-    #[error("no certificate in {sources} source(s); an empty bundle is never built")]
-    Empty { sources: usize },
+    #[error(
+        "the policy left every certificate out ({}); an empty bundle is never built",
+        join(findings)
+    )]
+    AllDropped { findings: Vec<Finding> },
+    #[error("{}; an empty bundle is never built", read_from(sources))]
+    Empty {
+        /// The names of the sources read, in order: which ones to look at.
+        sources: Vec<String>,
+    },
+}
+
+fn read_from(sources: &[String]) -> String {
+    if sources.is_empty() {
+        // Every source was optional and absent, or matched no key with PEM.
+        return "no source contributed any text".to_owned();
+    }
+    format!("no certificate in the sources read: {}", sources.join(", "))
 }
 
 fn join(findings: &[Finding]) -> String {
@@ -44,7 +60,7 @@ impl ConditionReason for BundleError {
             BundleError::InvalidPem { .. } => "InvalidPem",
             BundleError::InvalidCertificate { .. } => "InvalidCertificate",
             BundleError::Refused { .. } => "CertificateRefused",
-            BundleError::Empty { .. } => "BundleEmpty",
+            BundleError::Empty { .. } | BundleError::AllDropped { .. } => "BundleEmpty",
         }
     }
 }

@@ -7,8 +7,10 @@
 //!    error. Only `CERTIFICATE` blocks are used; other blocks are reported and skipped.
 //! 3. Every certificate must parse as X.509.
 //! 4. Duplicates (same DER SHA-256) are dropped, keeping the first occurrence.
-//! 5. Expired, not-yet-valid and non-CA certificates are refused or reported, as the policy says.
-//! 6. No certificate at all is an error, never an empty bundle.
+//! 5. Expired, not-yet-valid and non-CA certificates are refused, reported, or left out and
+//!    reported, as the policy says.
+//! 6. No certificate at all is an error, never an empty bundle (also when the policy left every
+//!    certificate out).
 
 mod cert;
 mod error;
@@ -57,6 +59,18 @@ impl Bundle {
     /// The certificate that expires first: the bundle's own expiry, as far as trust goes.
     pub fn earliest_expiry(&self) -> Option<&CertificateInfo> {
         self.certificates.iter().min_by_key(|c| c.not_after)
+    }
+
+    /// The certificates the policy left out, as one line for a condition or an Event; `None`
+    /// when nothing was dropped.
+    pub fn dropped_note(&self) -> Option<String> {
+        let dropped: Vec<String> = self
+            .warnings
+            .iter()
+            .filter(|f| matches!(f, Finding::Dropped { .. }))
+            .map(Finding::to_string)
+            .collect();
+        (!dropped.is_empty()).then(|| dropped.join("; "))
     }
 
     /// Whether `remote` (what an API holds) has the same certificates in the same order and
@@ -115,7 +129,20 @@ pub fn build(inputs: &[SourceInput<'_>], policy: &Policy) -> Result<Bundle, Bund
                 duplicates_removed += 1;
                 continue;
             }
-            findings.extend(policy.check(&info));
+            let checks = policy.check(&info);
+            if checks.iter().any(|f| policy.action(f) == Action::Drop) {
+                // Left out: only why it was dropped is worth reporting, not its other findings.
+                findings.extend(
+                    checks
+                        .into_iter()
+                        .filter(|f| policy.action(f) == Action::Drop)
+                        .map(|f| Finding::Dropped {
+                            finding: Box::new(f),
+                        }),
+                );
+                continue;
+            }
+            findings.extend(checks);
             kept.push((info, der));
         }
         if certificates_in_source == 0 {
@@ -126,8 +153,15 @@ pub fn build(inputs: &[SourceInput<'_>], policy: &Policy) -> Result<Bundle, Bund
     }
 
     if kept.is_empty() {
+        let dropped: Vec<Finding> = findings
+            .into_iter()
+            .filter(|f| matches!(f, Finding::Dropped { .. }))
+            .collect();
+        if !dropped.is_empty() {
+            return Err(BundleError::AllDropped { findings: dropped });
+        }
         return Err(BundleError::Empty {
-            sources: inputs.len(),
+            sources: inputs.iter().map(|i| i.source.to_owned()).collect(),
         });
     }
     let (refused, warnings): (Vec<Finding>, Vec<Finding>) = findings
@@ -185,4 +219,14 @@ pub fn canonicalize(text: &str) -> Result<CanonicalPem, PemError> {
         certificates,
         ignored_blocks,
     })
+}
+
+/// The DER of every certificate block of `text`, in order; other blocks are passed over. For
+/// trusting certificates (the webapp's CA), where no policy applies.
+pub fn certificate_ders(text: &str) -> Result<Vec<Vec<u8>>, PemError> {
+    pem::scan(text)?
+        .iter()
+        .filter(|block| block.is_certificate())
+        .map(pem::Block::decode)
+        .collect()
 }

@@ -8,11 +8,15 @@ use serde::{Deserialize, Serialize};
 
 use super::cert::{CertificateInfo, short_fingerprint};
 
-/// What to do about a finding: refuse the whole bundle, or build it and report the finding.
+/// What to do about a finding: refuse the whole bundle, build it and report the finding, or
+/// build it without the certificate and report that.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum Action {
     Refuse,
     Warn,
+    /// Leave the certificate out of the bundle (reported as a [`Finding::Dropped`]). A bundle
+    /// left with no certificate is still refused.
+    Drop,
 }
 
 /// The order of certificates in the bundle.
@@ -67,7 +71,9 @@ impl Policy {
             Finding::Expired { .. } => self.expired,
             Finding::NotYetValid { .. } => self.not_yet_valid,
             Finding::NonCa { .. } => self.non_ca,
-            Finding::IgnoredBlock { .. } | Finding::EmptySource { .. } => Action::Warn,
+            Finding::IgnoredBlock { .. }
+            | Finding::EmptySource { .. }
+            | Finding::Dropped { .. } => Action::Warn,
         }
     }
 
@@ -137,6 +143,8 @@ pub enum Finding {
     },
     /// A source without a single certificate block.
     EmptySource { source: String },
+    /// A certificate left out of the bundle because the policy says `Drop` for this finding.
+    Dropped { finding: Box<Finding> },
 }
 
 impl Finding {
@@ -148,6 +156,7 @@ impl Finding {
             | Finding::NonCa { source, .. }
             | Finding::IgnoredBlock { source, .. }
             | Finding::EmptySource { source } => source,
+            Finding::Dropped { finding } => finding.source(),
         }
     }
 }
@@ -194,6 +203,7 @@ impl fmt::Display for Finding {
                 "{source}: block {index} ({label}) is not a CERTIFICATE block; ignored"
             ),
             Finding::EmptySource { source } => write!(f, "{source}: holds no certificate"),
+            Finding::Dropped { finding } => write!(f, "{finding}; left out of the bundle"),
         }
     }
 }

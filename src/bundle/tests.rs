@@ -1,5 +1,6 @@
 //! The engine against real certificates in the shapes users keep them.
 
+use crate::reason::ConditionReason;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
@@ -282,13 +283,22 @@ fn no_certificate_at_all_is_an_error_never_an_empty_bundle() {
         vec![input("prose", "just some text\r\n"), input("t", trusted)],
     ] {
         let err = build(&inputs, &policy()).expect_err("empty");
+        let names: Vec<String> = inputs.iter().map(|i| i.source.to_owned()).collect();
         assert_eq!(
             err,
             BundleError::Empty {
-                sources: inputs.len()
+                sources: names.clone()
             }
         );
+        let message = err.to_string();
+        for name in &names {
+            assert!(message.contains(name.as_str()), "{message}");
+        }
     }
+    assert_eq!(
+        build(&[], &policy()).unwrap_err().to_string(),
+        "no source contributed any text; an empty bundle is never built"
+    );
 }
 
 #[test]
@@ -350,6 +360,50 @@ fn expired_certificates_are_refused_by_default_and_can_be_let_through() {
     let bundle = build(&inputs, &lenient).expect("builds");
     assert_eq!(bundle.certificates.len(), 2);
     assert!(matches!(bundle.warnings[..], [Finding::Expired { .. }]));
+}
+
+#[test]
+fn expired_certificates_can_be_dropped_but_never_down_to_nothing() {
+    let good = ca("Current CA");
+    let old = self_signed("Old CA", true, EXPIRED);
+    let text = format!("{}{}", old.pem, good.pem);
+    let inputs = [input("cas.pem", &text)];
+    let drop = Policy {
+        expired: Action::Drop,
+        ..policy()
+    };
+    let bundle = build(&inputs, &drop).expect("builds without the expired certificate");
+    assert_eq!(bundle.certificates.len(), 1);
+    assert_eq!(bundle.certificates[0].sha256, good.sha256);
+    assert_eq!(
+        bundle,
+        build(&[input("cas.pem", &good.pem)], &drop)
+            .map(|b| Bundle {
+                warnings: bundle.warnings.clone(),
+                ..b
+            })
+            .expect("the same bundle as the good CA alone")
+    );
+    let [Finding::Dropped { finding }] = &bundle.warnings[..] else {
+        panic!("expected one dropped finding: {:?}", bundle.warnings);
+    };
+    assert!(matches!(**finding, Finding::Expired { ref sha256, .. } if *sha256 == old.sha256));
+    let note = bundle.dropped_note().expect("a note");
+    assert!(
+        note.contains("Old CA") && note.contains("left out of the bundle"),
+        "{note}"
+    );
+    assert_eq!(
+        build(&[input("good", &good.pem)], &drop)
+            .unwrap()
+            .dropped_note(),
+        None
+    );
+
+    // Nothing left: refused as empty, saying what was dropped.
+    let err = build(&[input("old.pem", &old.pem)], &drop).expect_err("empty");
+    assert_eq!(err.reason(), "BundleEmpty");
+    assert!(err.to_string().contains("Old CA"), "{err}");
 }
 
 #[test]

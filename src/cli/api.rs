@@ -302,6 +302,8 @@ async fn connect(conn: &Connection) -> Result<OnPremClient, CliError> {
     config.request_timeout = Duration::from_secs(conn.timeout);
     config.connect_timeout = Duration::from_secs(conn.connect_timeout);
     config.allow_plain_http = conn.allow_plain_http;
+    // One command, one login: there is no next attempt to hold back.
+    config.login_backoff = false;
     Ok(OnPremClient::new(config, Arc::new(credentials))?)
 }
 

@@ -83,6 +83,7 @@ struct PolicyArgs {
 enum ActionArg {
     Refuse,
     Warn,
+    Drop,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -102,6 +103,7 @@ impl From<ActionArg> for Action {
         match arg {
             ActionArg::Refuse => Action::Refuse,
             ActionArg::Warn => Action::Warn,
+            ActionArg::Drop => Action::Drop,
         }
     }
 }
@@ -203,7 +205,7 @@ async fn inspect(inputs: &Inputs, policy: &PolicyArgs, output: Output) -> Result
         .iter()
         .map(|finding| (policy.action(finding), finding))
         .collect();
-    let accepted = judged.iter().all(|(action, _)| *action == Action::Warn);
+    let accepted = judged.iter().all(|(action, _)| *action != Action::Refuse);
 
     match output {
         Output::Json => {
@@ -222,6 +224,7 @@ async fn inspect(inputs: &Inputs, policy: &PolicyArgs, output: Output) -> Result
                 let word = match action {
                     Action::Refuse => "refused",
                     Action::Warn => "warning",
+                    Action::Drop => "dropped",
                 };
                 eprintln!("{PROGRAM}: {word}: {finding}");
             }

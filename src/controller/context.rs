@@ -10,7 +10,7 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::crd::WebhookCaCertificate;
+use crate::crd::{WebhookCaCertificate, WebhookCaCertificateStatus};
 use crate::metrics::{Metrics, ResourceLabels};
 use crate::onprem::{OnPremClient, RetryPolicy};
 
@@ -69,6 +69,8 @@ pub struct Context {
     tracked: Mutex<HashSet<ResourceLabels>>,
     /// Resources whose deletion cleanup has begun (see `deletion`).
     cleanups: Mutex<HashSet<String>>,
+    /// The last status written per resource, with the resourceVersion it was computed from.
+    written: Mutex<HashMap<String, (String, WebhookCaCertificateStatus)>>,
 }
 
 impl Context {
@@ -87,6 +89,7 @@ impl Context {
             store: OnceLock::new(),
             tracked: Mutex::default(),
             cleanups: Mutex::default(),
+            written: Mutex::default(),
         }
     }
 
@@ -165,6 +168,39 @@ impl Context {
             .remove(key);
     }
 
+    /// `wcc` with the status this operator last wrote for it when the cache still holds the
+    /// object that status was computed from: the watch may not have delivered the write yet,
+    /// and a pass that read the older status would repeat its Events and restart decisions.
+    pub(crate) fn with_written_status(
+        &self,
+        key: &str,
+        wcc: &WebhookCaCertificate,
+    ) -> WebhookCaCertificate {
+        let mut wcc = wcc.clone();
+        let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((read_version, status)) = written.get(key)
+            && wcc.metadata.resource_version.as_ref() == Some(read_version)
+        {
+            wcc.status = Some(status.clone());
+        }
+        wcc
+    }
+
+    /// Remembers the status written for `key`, computed from `from`.
+    pub(crate) fn wrote_status(
+        &self,
+        key: &str,
+        from: &WebhookCaCertificate,
+        status: WebhookCaCertificateStatus,
+    ) {
+        if let Some(version) = from.metadata.resource_version.clone() {
+            self.written
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key.to_owned(), (version, status));
+        }
+    }
+
     /// Whether the controller's cache still holds `resource` (true before the controller runs).
     pub(crate) fn holds(&self, resource: &ResourceLabels) -> bool {
         self.store.get().is_none_or(|store| {
@@ -202,6 +238,10 @@ impl Context {
             .remove(&key);
         self.metrics.forget(resource);
         self.cleanups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+        self.written
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&key);

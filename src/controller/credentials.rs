@@ -71,6 +71,15 @@ impl CredentialSource for SecretCredentials {
                 .map_err(|e| CredentialError::new(e.to_string()))
         })
     }
+
+    fn location(&self) -> Option<String> {
+        let name = match (&self.spec.login_secret, &self.spec.token_secret) {
+            (Some(login), _) => &login.name,
+            (None, Some(token)) => &token.name,
+            (None, None) => return None,
+        };
+        Some(format!("Secret {}/{name}", self.namespace))
+    }
 }
 
 /// The TLS trust the spec asks for: caSecret (key default `ca.crt`) -> [`TlsTrust::CaPem`],

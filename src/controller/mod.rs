@@ -6,6 +6,7 @@ pub mod conflict;
 pub mod context;
 pub mod credentials;
 mod deletion;
+mod dropped;
 pub mod error;
 pub mod finalizer;
 pub mod reconcile;

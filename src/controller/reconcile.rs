@@ -31,6 +31,7 @@ pub async fn reconcile(
     let started = Instant::now();
     let namespace = wcc.namespace().ok_or(ReconcileError::NoNamespace)?;
     let resource = ResourceLabels::new(&namespace, &wcc.name_any());
+    let wcc = ctx.with_written_status(&resource.key(), &wcc);
     let result = run(&wcc, &ctx, &namespace, &resource).await;
     if wcc.metadata.deletion_timestamp.is_none() {
         let failure = result.as_ref().err().map(ConditionReason::reason);
@@ -98,13 +99,14 @@ async fn run(
     let ready = report.decide_ready(wcc.spec.restart.wait_for_rollout);
     ctx.metrics.ready(resource, ready);
     report.publish_events(ctx, wcc).await;
-    report
+    let written = report
         .write_status(&api, wcc, pass.now)
         .await
         .map_err(|source| ReconcileError::Status {
             key: pass.key.clone(),
             source,
         })?;
+    ctx.wrote_status(&pass.key, wcc, written);
     Ok(Action::requeue(
         report.requeue_after(wcc.spec.drift_check_interval()),
     ))
@@ -127,7 +129,7 @@ async fn steps(pass: &Pass<'_>, report: &mut Report) -> Result<(), StepFailure> 
         .collect();
     let bundle =
         bundle::build(&inputs, &spec.policy.at(now)).map_err(StepFailure::mapper(BUNDLE_VALID))?;
-    report.bundle_built(&bundle, inputs.len(), now);
+    report.bundle_built(wcc, &bundle, inputs.len(), now);
     ctx.metrics.bundle(pass.resource, &bundle);
 
     if spec.suspend {

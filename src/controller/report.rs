@@ -77,17 +77,23 @@ impl Report {
         self.requeue_on(failure.requeue);
     }
 
-    pub fn bundle_built(&mut self, bundle: &Bundle, sources: usize, now: Timestamp) {
-        self.verdict(Verdict::new(
-            BUNDLE_VALID,
-            true,
-            "Valid",
-            format!(
-                "{} certificate(s) from {sources} source(s), sha256 {}",
-                bundle.certificates.len(),
-                short(&bundle.sha256)
-            ),
-        ));
+    /// `wcc` is read for what its status said last time, so that certificates the policy
+    /// dropped are reported once, not at every pass.
+    pub fn bundle_built(
+        &mut self,
+        wcc: &WebhookCaCertificate,
+        bundle: &Bundle,
+        sources: usize,
+        now: Timestamp,
+    ) {
+        let mut message = format!(
+            "{} certificate(s) from {sources} source(s), sha256 {}",
+            bundle.certificates.len(),
+            short(&bundle.sha256)
+        );
+        self.notes
+            .extend(super::dropped::note(wcc, bundle, &mut message));
+        self.verdict(Verdict::new(BUNDLE_VALID, true, "Valid", message));
         self.verdict(expiry_verdict(bundle, now));
         self.bundle = Some(bundle_status(bundle));
     }
@@ -170,7 +176,7 @@ impl Report {
         api: &Api<WebhookCaCertificate>,
         wcc: &WebhookCaCertificate,
         now: Timestamp,
-    ) -> Result<(), kube::Error> {
+    ) -> Result<WebhookCaCertificateStatus, kube::Error> {
         let old = wcc.status.clone().unwrap_or_default();
         let status = WebhookCaCertificateStatus {
             observed_generation: wcc.metadata.generation,
@@ -200,8 +206,8 @@ impl Report {
             &PatchParams::apply(CONTROLLER_NAME).force(),
             &Patch::Apply(&patch),
         )
-        .await
-        .map(|_| ())
+        .await?;
+        Ok(status)
     }
 }
 

@@ -108,6 +108,19 @@ pub enum SourceError {
         name: String,
         key: String,
     },
+    /// A key the resource names holds no certificate: emptied, or overwritten with prose in a
+    /// botched rotation. Building without it would upload a partial bundle.
+    #[error(
+        "{kind} {name:?} key {key:?} holds no certificate (no -----BEGIN CERTIFICATE----- block); \
+         a key named in spec.sources must hold one, or the source must say `optional: true`"
+    )]
+    NoCertificate {
+        kind: ObjectKind,
+        name: String,
+        key: String,
+    },
+    #[error("source #{position} (inline) holds no certificate")]
+    InlineWithoutCertificate { position: usize },
     #[error("{kind} {name:?} key {key:?} is not UTF-8 text")]
     NotUtf8 {
         kind: ObjectKind,
@@ -164,6 +177,8 @@ impl ConditionReason for SourceError {
             SourceError::KeyNotFound { .. } | SourceError::NoPem { .. } => "SourceKeyNotFound",
             SourceError::NotUtf8 { .. }
             | SourceError::NotPem { .. }
+            | SourceError::NoCertificate { .. }
+            | SourceError::InlineWithoutCertificate { .. }
             | SourceError::AllKeysOfTlsSecret { .. }
             | SourceError::PrivateKeyNamed { .. }
             | SourceError::InvalidSpec { .. }
@@ -214,7 +229,10 @@ impl SourceError {
 
 /// Reads every source in order. Selector matches are read in name order; without `key`, every
 /// key whose value contains `-----BEGIN` is read, in key order; `optional` skips a missing
-/// object, a missing key and a selector that matches nothing.
+/// object, a missing key, a named key without a certificate and a selector that matches nothing.
+///
+/// A named key (and an inline text) must hold at least one certificate: only the all-keys form
+/// may pass over keys without one. Otherwise an emptied key would quietly shrink the bundle.
 pub async fn resolve_sources(
     client: &Client,
     namespace: &str,
@@ -231,10 +249,15 @@ pub async fn resolve_sources(
             (None, Some(os), None) => {
                 resolved.extend(read::<ConfigMap>(client, namespace, position, os).await?);
             }
-            (None, None, Some(pem)) => resolved.push(ResolvedSource {
-                name: format!("inline #{position}"),
-                pem: pem.clone(),
-            }),
+            (None, None, Some(pem)) => {
+                if !holds_certificate(pem) {
+                    return Err(SourceError::InlineWithoutCertificate { position });
+                }
+                resolved.push(ResolvedSource {
+                    name: format!("inline #{position}"),
+                    pem: pem.clone(),
+                });
+            }
             _ => {
                 return Err(SourceError::InvalidSpec {
                     position,
@@ -463,9 +486,20 @@ impl DataObject {
         if optional && !self.data.contains_key(key) {
             return Ok(Vec::new());
         }
+        let pem = self.require_text(key)?;
+        if !holds_certificate(&pem) {
+            if optional {
+                return Ok(Vec::new());
+            }
+            return Err(SourceError::NoCertificate {
+                kind: self.kind,
+                name: self.name.clone(),
+                key: key.to_owned(),
+            });
+        }
         Ok(vec![ResolvedSource {
             name: self.source_name(key),
-            pem: self.require_text(key)?,
+            pem,
         }])
     }
 
@@ -498,6 +532,12 @@ impl DataObject {
 
 fn holds_pem(bytes: &[u8]) -> bool {
     bytes.windows(PEM_MARKER.len()).any(|w| w == PEM_MARKER)
+}
+
+/// Whether `text` has a certificate block. Text whose PEM is broken counts as holding one: the
+/// bundle engine then refuses it with the block and the reason, which says more than "none".
+fn holds_certificate(text: &str) -> bool {
+    crate::bundle::canonicalize(text).map_or(true, |c| c.certificates > 0)
 }
 
 /// Whether `wcc` refers to the Secret or ConfigMap `name` with `labels`: as a source (by name or
@@ -660,6 +700,42 @@ mod tests {
         let err = obj.extract(&by_key(None, false)).unwrap_err();
         assert_eq!(err.reason(), "SourceKeyNotFound");
         assert!(obj.extract(&by_key(None, true)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_named_key_without_a_certificate_is_invalid_unless_optional() {
+        let crl = "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n";
+        for value in ["", "rotated, see ticket 42", crl] {
+            let obj = secret("second-ca", None, &[("ca.crt", value.as_bytes())]);
+            let err = obj.extract(&by_key(Some("ca.crt"), false)).unwrap_err();
+            assert_eq!(err.reason(), "SourceInvalid");
+            let msg = err.to_string();
+            assert!(
+                msg.starts_with(r#"Secret "second-ca" key "ca.crt" holds no certificate"#),
+                "{msg}"
+            );
+            assert!(msg.contains("optional: true"), "{msg}");
+            assert!(
+                obj.extract(&by_key(Some("ca.crt"), true))
+                    .unwrap()
+                    .is_empty()
+            );
+            // The all-keys form passes over it, as it passes over any key without PEM.
+            let both = secret(
+                "s",
+                None,
+                &[("a.crt", PEM_A.as_bytes()), ("b.crt", value.as_bytes())],
+            );
+            let read = both.extract(&by_key(None, false)).unwrap();
+            assert_eq!(names(&read)[0], "secret s key a.crt");
+        }
+        // Broken PEM is left to the bundle engine, which names the block and the fault.
+        let broken = "-----BEGIN CERTIFICATE-----\nAAAA\n";
+        let obj = secret("s", None, &[("ca.crt", broken.as_bytes())]);
+        assert_eq!(
+            obj.extract(&by_key(Some("ca.crt"), false)).unwrap().len(),
+            1
+        );
     }
 
     #[test]

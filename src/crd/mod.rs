@@ -160,13 +160,16 @@ impl WebhookCaCertificateSpec {
 #[serde(rename_all = "camelCase")]
 pub struct BundlePolicy {
     /// An expired certificate: `Refuse` (default) keeps the last good bundle and reports the
-    /// error; `Warn` drops nothing and reports a warning.
+    /// error; `Drop` leaves the expired certificate out, uploads the rest and reports it with a
+    /// Warning Event (a bundle left with no certificate is still refused); `Warn` keeps it in and
+    /// reports a warning. `Drop` fits a Secret that keeps old CAs beside the current one.
     #[serde(default = "refuse")]
     pub expired: PolicyAction,
-    /// A certificate whose notBefore lies in the future. Defaults to `Warn`.
+    /// A certificate whose notBefore lies in the future: `Refuse`, `Warn` (default) or `Drop`.
     #[serde(default = "warn")]
     pub not_yet_valid: PolicyAction,
-    /// A certificate without the CA basic constraint (a leaf). Defaults to `Warn`.
+    /// A certificate without the CA basic constraint (a leaf): `Refuse`, `Warn` (default) or
+    /// `Drop`.
     #[serde(default = "warn")]
     pub non_ca: PolicyAction,
     /// Order of the certificates in the bundle: `Source` (default) keeps the order of the sources

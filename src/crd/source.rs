@@ -44,7 +44,10 @@ pub struct ObjectSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub key: Option<String>,
-    /// When true, a missing object or key is skipped instead of failing the bundle.
+    /// When true, a missing object, a missing key, a named key that holds no certificate and a
+    /// selector that matches nothing are skipped. When false (the default), each of them is an
+    /// invalid source: the bundle is refused and the API keeps the last good one, so an emptied
+    /// key never uploads a partial bundle. Without `key`, keys that hold no PEM are always skipped.
     #[serde(default)]
     pub optional: bool,
 }

@@ -102,6 +102,11 @@ impl CredentialError {
 /// used by the next login; the client's token cache notices changed credentials by itself.
 pub trait CredentialSource: Send + Sync {
     fn credentials(&self) -> BoxFuture<'_, Result<Credentials, CredentialError>>;
+
+    /// Where a person fixes the credentials (e.g. `Secret wa/wa-admin`), for error messages.
+    fn location(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Fixed credentials (the CLI, tests).

@@ -16,6 +16,8 @@ use super::auth::{
     parse_expires_after, parse_login_answer, refresh_at,
 };
 use super::error::{ApiError, CallKind, StatusError, TransportError};
+use super::login_backoff::{LoginBackoff, refuses_credentials};
+use super::pinning;
 use super::retry::{RetryPolicy, parse_retry_after};
 
 /// The header the API uses to correlate a request in its logs; it honours one sent by the client.
@@ -61,6 +63,9 @@ pub struct ClientConfig {
     /// only for a webapp reached through a sidecar or mesh that adds TLS (the CRD's
     /// `allowPlainHttp`).
     pub allow_plain_http: bool,
+    /// Back off refused logins ([`super::login_backoff`]): on by default, for a client that lives
+    /// long (the operator); a one-shot command turns it off and just reports the refusal.
+    pub login_backoff: bool,
 }
 
 impl ClientConfig {
@@ -75,6 +80,7 @@ impl ClientConfig {
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
             retry: RetryPolicy::default(),
             allow_plain_http: false,
+            login_backoff: true,
         }
     }
 }
@@ -90,8 +96,16 @@ struct Inner {
     base_url: String,
     retry: RetryPolicy,
     credentials: Arc<dyn CredentialSource>,
-    token: Mutex<Option<CachedToken>>,
+    token: Mutex<TokenSlot>,
     insecure: bool,
+    login_backoff: bool,
+}
+
+/// The login state, under one lock so that concurrent callers share one login (or one refusal).
+#[derive(Default)]
+struct TokenSlot {
+    cached: Option<CachedToken>,
+    refused: LoginBackoff,
 }
 
 impl fmt::Debug for OnPremClient {
@@ -182,15 +196,11 @@ impl OnPremClient {
         match &config.tls {
             TlsTrust::SystemRoots => {}
             TlsTrust::CaPem(pem) => {
-                let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
-                    ApiError::Config(format!("the CA PEM for the API is not valid: {e}"))
-                })?;
-                if certs.is_empty() {
-                    return Err(ApiError::Config(
-                        "the CA PEM for the API holds no certificate".into(),
-                    ));
-                }
-                builder = builder.tls_certs_only(certs);
+                // Its own verifier: a self-signed webapp certificate given as its own CA is
+                // accepted as a pin (see `pinning`), which rustls's stock verifier refuses.
+                let tls =
+                    pinning::client_config(pem).map_err(|e| ApiError::Config(e.to_string()))?;
+                builder = builder.use_preconfigured_tls(tls);
             }
             TlsTrust::InsecureSkipVerify => {
                 tracing::warn!(
@@ -210,8 +220,9 @@ impl OnPremClient {
                 base_url,
                 retry: config.retry,
                 credentials,
-                token: Mutex::new(None),
+                token: Mutex::new(TokenSlot::default()),
                 insecure,
+                login_backoff: config.login_backoff,
             }),
         })
     }
@@ -295,18 +306,40 @@ impl OnPremClient {
     ) -> Result<Secret, ApiError> {
         let key = cache_key(username, password);
         let mut slot = self.inner.token.lock().await;
-        if let Some(cached) = slot.as_ref() {
+        if let Some(cached) = slot.cached.as_ref() {
             // A different token than the refused one means another caller already logged in.
             let was_refused = refused.is_some_and(|r| r.expose() == cached.token.expose());
             if !was_refused && cached.usable_for(&key, Timestamp::now()) {
                 return Ok(cached.token.clone());
             }
         }
-        *slot = None;
-        let fresh = self.login(username, password, key).await?;
-        let token = fresh.token.clone();
-        *slot = Some(fresh);
-        Ok(token)
+        slot.cached = None;
+        if let Some(waiting) = slot.refused.pending(&key, Timestamp::now()) {
+            return Err(ApiError::LoginRefused(Box::new(waiting)));
+        }
+        match self.login(username, password, key).await {
+            Ok(fresh) => {
+                let token = fresh.token.clone();
+                slot.cached = Some(fresh);
+                slot.refused.clear();
+                Ok(token)
+            }
+            Err(ApiError::Status(refusal))
+                if self.inner.login_backoff && refuses_credentials(&refusal) =>
+            {
+                let location = self.inner.credentials.location();
+                let error = slot
+                    .refused
+                    .record(key, *refusal, Timestamp::now(), location);
+                tracing::warn!(
+                    refusals = error.refusals,
+                    next_attempt = %error.next_attempt,
+                    "login refused; no login with the same credentials before the next attempt"
+                );
+                Err(ApiError::LoginRefused(Box::new(error)))
+            }
+            Err(other) => Err(other),
+        }
     }
 
     async fn login(

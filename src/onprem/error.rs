@@ -12,6 +12,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::auth::CredentialError;
+use super::login_backoff::LoginRefused;
 use crate::reason::ConditionReason;
 
 /// Longest excerpt of a non-envelope error body kept in an error message.
@@ -351,6 +352,10 @@ pub enum ApiError {
     /// The client configuration is unusable.
     #[error("invalid API client configuration: {0}")]
     Config(String),
+    /// A login with these credentials was refused, and the next one waits (see
+    /// [`super::login_backoff`]); also returned, without a request, until then.
+    #[error("{0}")]
+    LoginRefused(Box<LoginRefused>),
 }
 
 fn request_id_suffix(id: Option<&str>) -> String {
@@ -376,6 +381,7 @@ impl ApiError {
             ApiError::Credentials(_) => Reason::Credentials,
             ApiError::InvalidResponse { .. } => Reason::InvalidResponse,
             ApiError::Config(_) => Reason::Config,
+            ApiError::LoginRefused(e) => e.refusal.reason,
         }
     }
 
@@ -397,6 +403,7 @@ impl ApiError {
                 Some(e.request_id.as_str())
             }
             ApiError::InvalidResponse { request_id, .. } => request_id.as_deref(),
+            ApiError::LoginRefused(e) => e.refusal.request_id.as_deref(),
             ApiError::Credentials(_) | ApiError::Config(_) => None,
         }
     }
@@ -406,6 +413,7 @@ impl ApiError {
         match self {
             ApiError::Status(e) => Some(e.status),
             ApiError::InvalidResponse { status, .. } => Some(*status),
+            ApiError::LoginRefused(e) => Some(e.refusal.status),
             _ => None,
         }
     }
@@ -414,6 +422,7 @@ impl ApiError {
     pub fn code(&self) -> Option<i64> {
         match self {
             ApiError::Status(e) => e.body.first_code(),
+            ApiError::LoginRefused(e) => e.refusal.body.first_code(),
             _ => None,
         }
     }

@@ -17,6 +17,8 @@ pub mod certificates;
 pub mod client;
 pub mod error;
 pub mod health;
+pub mod login_backoff;
+pub mod pinning;
 pub mod retry;
 
 pub use auth::{CredentialError, CredentialSource, Credentials, Secret, from_fn};

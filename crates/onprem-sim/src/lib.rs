@@ -85,6 +85,13 @@ impl fmt::Debug for SimUser {
     }
 }
 
+/// A certificate chain and its private key, in PEM.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
 /// How to start a simulator. `Default` gives HTTPS on a free loopback port with one admin
 /// (`admin` / [`DEFAULT_ADMIN_PASSWORD`]) and the documented limits.
 #[derive(Clone)]
@@ -93,6 +100,9 @@ pub struct SimConfig {
     pub bind: SocketAddr,
     /// HTTPS with a generated certificate; `false` serves plain HTTP.
     pub tls: bool,
+    /// Serve this certificate and key instead of generated ones (e.g. a self-signed certificate
+    /// made with `openssl req -x509`); `ca_pem()` then returns the certificate.
+    pub tls_identity: Option<TlsIdentity>,
     pub users: Vec<SimUser>,
     /// Accepted by `GET /v1/health` as `Authorization: Apikey <key>`.
     pub api_key: Option<String>,
@@ -121,6 +131,7 @@ impl Default for SimConfig {
         Self {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             tls: true,
+            tls_identity: None,
             users: vec![SimUser::admin("admin", DEFAULT_ADMIN_PASSWORD)],
             api_key: None,
             token_lifetime: Duration::from_secs(604_800),
@@ -148,6 +159,10 @@ impl fmt::Debug for SimConfig {
         f.debug_struct("SimConfig")
             .field("bind", &self.bind)
             .field("tls", &self.tls)
+            .field(
+                "tls_identity",
+                &self.tls_identity.as_ref().map(|_| "<given>"),
+            )
             .field("users", &self.users)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("token_lifetime", &self.token_lifetime)
@@ -179,6 +194,8 @@ pub enum SimError {
     },
     #[error("simulator cannot generate its TLS certificate: {0}")]
     Certificate(#[from] rcgen::Error),
+    #[error("simulator cannot read the given TLS identity: {0}")]
+    Identity(#[from] rustls_pki_types::pem::Error),
     #[error("simulator TLS setup failed: {0}")]
     Tls(#[from] rustls::Error),
     #[error("simulator has no user {0:?}")]
@@ -198,7 +215,11 @@ pub async fn start(cfg: SimConfig) -> Result<Simulator, SimError> {
     if !cfg.bind.ip().is_loopback() {
         return Err(SimError::NotLoopback(cfg.bind));
     }
-    let tls = cfg.tls.then(server::generate_tls).transpose()?;
+    let tls = match (&cfg.tls_identity, cfg.tls) {
+        (_, false) => None,
+        (Some(identity), true) => Some(server::given_tls(identity)?),
+        (None, true) => Some(server::generate_tls()?),
+    };
     let shared = Arc::new(Shared::new(&cfg));
     let app = handlers::routes()
         .merge(control::routes(Arc::clone(&shared)))

@@ -62,17 +62,37 @@ pub(crate) fn generate_tls() -> Result<TlsMaterial, SimError> {
     let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
 
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    Ok(TlsMaterial {
+        ca_pem: ca.pem(),
+        config: server_config(vec![leaf.der().clone(), ca.der().clone()], key)?,
+    })
+}
+
+/// Serves the given certificate chain and key; the first certificate is what clients trust.
+pub(crate) fn given_tls(identity: &super::TlsIdentity) -> Result<TlsMaterial, SimError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let chain = CertificateDer::pem_slice_iter(identity.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes())?;
+    Ok(TlsMaterial {
+        ca_pem: identity.cert_pem.clone(),
+        config: server_config(chain, key)?,
+    })
+}
+
+fn server_config(
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, SimError> {
     let mut config = ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()?
     .with_no_client_auth()
-    .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)?;
+    .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsMaterial {
-        ca_pem: ca.pem(),
-        config: Arc::new(config),
-    })
+    Ok(Arc::new(config))
 }
 
 /// What a handler knows about its connection: the peer, and the switch that drops it.

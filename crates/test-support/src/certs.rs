@@ -129,6 +129,14 @@ pub fn ca_pem(name: &str) -> String {
     CertSpec::ca(name).self_signed().pem
 }
 
+/// A CA certificate that expired in 2021.
+pub fn expired_ca_pem(name: &str) -> String {
+    CertSpec::ca(name)
+        .valid(((2020, 1, 1), (2021, 1, 1)))
+        .self_signed()
+        .pem
+}
+
 /// A PKCS#8 private key in PEM, as a careless Secret would hold it next to `tls.crt`.
 pub fn key_pem() -> String {
     KeyPair::generate().expect("key generation").serialize_pem()

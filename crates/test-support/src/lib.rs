@@ -29,6 +29,7 @@
 pub mod certs;
 mod cleanup;
 mod cluster;
+pub mod controller;
 mod namespace;
 pub mod operator;
 mod process;

@@ -49,6 +49,11 @@ pub struct Setup {
 /// A namespace with the CRD installed, a simulator, the admin and CA Secrets, and a 2-replica
 /// coreapp Deployment that has rolled out.
 pub async fn setup(prefix: &str) -> Setup {
+    setup_with(prefix, SimConfig::default()).await
+}
+
+/// [`setup`] with a simulator started from `sim_config`.
+pub async fn setup_with(prefix: &str, sim_config: SimConfig) -> Setup {
     let cluster = cluster().await;
     run_ok(
         cluster
@@ -62,7 +67,7 @@ pub async fn setup(prefix: &str) -> Setup {
         "crd/webhookcacertificates.webhookca.io",
     ]));
     let ns = TestNamespace::new(prefix).await;
-    let sim = sim::start(SimConfig::default()).await.expect("simulator");
+    let sim = sim::start(sim_config).await.expect("simulator");
     let secrets: Api<Secret> = ns.api();
     let admin = json!({
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "wa-admin"},
