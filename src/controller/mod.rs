@@ -16,6 +16,7 @@ pub mod sources;
 pub mod status;
 pub mod step;
 mod upload;
+pub mod watch;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -115,27 +116,29 @@ pub async fn run(
     };
     // Status writes and finalizer edits change neither generation nor anything the reconcile
     // reads from the spec; filtering them out keeps a status write from triggering a reconcile.
-    let stream = reflector::reflector(writer, watcher(resources, watcher::Config::default()))
-        .default_backoff()
-        .inspect_ok(on_event)
-        .touched_objects()
-        .predicate_filter(
-            predicates::generation.combine(predicates::finalizers),
-            Default::default(),
-        )
-        .inspect_ok(on_change);
+    // Every watch goes through `watch::resilient`: a 410 re-lists at once and the backoff stays
+    // short, so the operator sees changes within seconds of an apiserver restart.
+    let stream = watch::resilient(reflector::reflector(
+        writer,
+        watcher(resources, watcher::Config::default()),
+    ))
+    .inspect_ok(on_event)
+    .touched_objects()
+    .predicate_filter(
+        predicates::generation.combine(predicates::finalizers),
+        Default::default(),
+    )
+    .inspect_ok(on_change);
 
-    let secrets = watcher(
+    let secrets = watch::resilient(watcher(
         api_for::<PartialObjectMeta<Secret>>(&client, namespace.as_deref()),
         watcher::Config::default(),
-    )
-    .default_backoff()
+    ))
     .touched_objects();
-    let config_maps = watcher(
+    let config_maps = watch::resilient(watcher(
         api_for::<PartialObjectMeta<ConfigMap>>(&client, namespace.as_deref()),
         watcher::Config::default(),
-    )
-    .default_backoff()
+    ))
     .touched_objects();
 
     let for_secrets = reader.clone();
@@ -160,6 +163,9 @@ pub async fn run(
     });
 
     Controller::for_stream(stream, reader)
+        // The controller backs off errors of its merged trigger streams once more, with
+        // client-go's default (up to 30 s); the same short backoff as the watches themselves.
+        .trigger_backoff(watch::WatchBackoff::default())
         .watches_stream(secrets, move |s| {
             referrers(
                 &for_secrets,

@@ -29,6 +29,8 @@ pub struct Cluster {
     /// Where tool caches (kubectl discovery, helm) live; the cluster's own state dir when started here.
     state_dir: PathBuf,
     config: Config,
+    /// Whether this test binary started the cluster (and its watchdog will stop it).
+    started_here: bool,
 }
 
 /// The cluster of this test binary, started on first use. Panics with the failing component's
@@ -38,6 +40,21 @@ pub async fn cluster() -> &'static Cluster {
         Ok(cluster) => cluster,
         Err(msg) => panic!("the test cluster is unavailable:\n{msg}"),
     }
+}
+
+/// This binary's own cluster, started here even when `WCO_TEST_KUBECONFIG` names a shared one:
+/// for tests that disturb the control plane (restart its apiserver), which other tests must not
+/// see. Call it before anything else asks for [`cluster`], which then returns the same one.
+pub async fn dedicated_cluster() -> &'static Cluster {
+    let cluster = match CLUSTER.get_or_init(start_here).await {
+        Ok(cluster) => cluster,
+        Err(msg) => panic!("the test cluster is unavailable:\n{msg}"),
+    };
+    assert!(
+        cluster.started_here,
+        "dedicated_cluster() must be called before cluster() attached to a shared cluster"
+    );
+    cluster
 }
 
 /// Path of one of the cluster's tools (`kubectl`, `helm`, `kwok`, ...), built on first use.
@@ -69,6 +86,30 @@ impl Cluster {
     /// The admin kubeconfig.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// Whether this test binary started the cluster (and its watchdog will stop it).
+    pub fn started_here(&self) -> bool {
+        self.started_here
+    }
+
+    /// Kills the kube-apiserver only (SIGKILL, as in a crash: a graceful stop waits a minute for
+    /// open watches) and starts it again after `down` (hack/cluster/restart-apiserver.sh);
+    /// returns once it is ready. Only for a cluster this binary started.
+    pub fn restart_apiserver(&self, down: std::time::Duration) {
+        assert!(
+            self.started_here,
+            "never restart a shared cluster's apiserver"
+        );
+        let script = repo().join("hack/cluster/restart-apiserver.sh");
+        let out = run(Command::new("bash")
+            .arg(&script)
+            .arg(&self.state_dir)
+            .args(["--signal", "KILL", "--down"])
+            .arg(down.as_secs().to_string()));
+        if let Err(msg) = out {
+            panic!("{msg}");
+        }
     }
 
     /// `kubectl` aimed at this cluster as admin.
@@ -138,17 +179,26 @@ fn build() -> Result<PathBuf, String> {
 }
 
 async fn start_or_attach() -> Result<Cluster, String> {
-    webhook_ca_operator::tls::install_crypto_provider();
-    let (kubeconfig, state_dir) = match std::env::var_os(ATTACH_ENV) {
-        Some(path) => (
-            PathBuf::from(path),
-            repo().join("target/test-cluster/attached"),
-        ),
-        None => {
-            let dir = start()?;
-            (dir.join("kubeconfig"), dir)
+    match std::env::var_os(ATTACH_ENV) {
+        Some(path) => {
+            let state_dir = repo().join("target/test-cluster/attached");
+            load(PathBuf::from(path), state_dir, false).await
         }
-    };
+        None => start_here().await,
+    }
+}
+
+async fn start_here() -> Result<Cluster, String> {
+    let dir = start()?;
+    load(dir.join("kubeconfig"), dir, true).await
+}
+
+async fn load(
+    kubeconfig: PathBuf,
+    state_dir: PathBuf,
+    started_here: bool,
+) -> Result<Cluster, String> {
+    webhook_ca_operator::tls::install_crypto_provider();
     let raw = Kubeconfig::read_from(&kubeconfig)
         .map_err(|e| format!("reading {}: {e}", kubeconfig.display()))?;
     let config = Config::from_custom_kubeconfig(raw, &KubeConfigOptions::default())
@@ -158,6 +208,7 @@ async fn start_or_attach() -> Result<Cluster, String> {
         kubeconfig,
         state_dir,
         config,
+        started_here,
     })
 }
 

@@ -38,7 +38,7 @@ mod token;
 mod wait;
 
 pub use cleanup::DeleteOnDrop;
-pub use cluster::{Cluster, bin, cluster};
+pub use cluster::{Cluster, bin, cluster, dedicated_cluster};
 pub use namespace::TestNamespace;
 pub use process::{run, run_ok, run_with_input};
 pub use rollout::rollout_status;
