@@ -31,3 +31,10 @@ export WCO_TEST_KUBECONFIG="$cluster_dir/kubeconfig"
 
 step "cargo test"
 cargo test --all-targets --locked "$@"
+
+step "container image: hack/image.sh builds it, hack/image/test.sh proves it"
+hack/image.sh >/dev/null
+hack/image/test.sh
+
+step "the cluster tests on the oldest supported Kubernetes: hack/cluster/test-oldest.sh"
+hack/cluster/test-oldest.sh

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Builds the test cluster's binaries from Go modules into a cache directory keyed by the pinned
 # versions (versions.env). A warm cache makes this a no-op. Prints the bin directory on stdout.
+# Usage: build.sh [DIR]  DIR holds versions.env, go.mod and go.sum of one Kubernetes minor:
+#   hack/cluster (the default) the newest, hack/cluster/oldest the oldest the chart supports.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+mod="$(cd "${1:-$here}" && pwd)"
 # shellcheck source=versions.env
-source "$here/versions.env"
+source "$mod/versions.env"
 
 cache_root="${WCO_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/webhook-ca-operator/cluster}"
 key="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_r${BUILD_RECIPE}"
@@ -23,13 +26,14 @@ mkdir -p "$bin"
 log() { echo "build.sh: $*" >&2; }
 
 minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
-k8s_ldflags="-s -w"
+# K8S_EXTRA_LDFLAGS: what an older Kubernetes needs to link with today's Go (see versions.env).
+k8s_ldflags="-s -w ${K8S_EXTRA_LDFLAGS:-}"
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   k8s_ldflags+=" -X $pkg.gitVersion=${K8S_VERSION} -X $pkg.gitMajor=1 -X $pkg.gitMinor=${minor}"
   k8s_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
 
-cd "$here"
+cd "$mod"
 for t in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   [[ -x "$bin/$t" ]] && continue
   log "building $t ${K8S_VERSION}"
@@ -43,14 +47,18 @@ if [[ ! -x "$bin/etcd" ]]; then
 fi
 
 # kwok and helm carry no replace directives, so `go install` resolves them in their own module graphs.
+# They do not depend on the Kubernetes minor: built once into a cache of their own, shared by the
+# bin directories of every minor.
+shared="$cache_root/kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_r${BUILD_RECIPE}"
+mkdir -p "$shared"
 gobin_tmp="$(mktemp -d)"
 trap 'rm -rf "$gobin_tmp"' EXIT
-if [[ ! -x "$bin/kwok" ]]; then
+if [[ ! -x "$shared/kwok" ]]; then
   log "building kwok ${KWOK_VERSION}"
   GOBIN="$gobin_tmp" GOFLAGS="-trimpath" go install -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
-  mv "$gobin_tmp/kwok" "$bin/kwok"
+  mv "$gobin_tmp/kwok" "$shared/kwok"
 fi
-if [[ ! -x "$bin/helm" ]]; then
+if [[ ! -x "$shared/helm" ]]; then
   log "building helm ${HELM_VERSION}"
   # Like helm's Makefile: without the client-go minor stamped in, `helm template` and `helm lint`
   # assume Kubernetes v1.20 and refuse charts whose kubeVersion asks for anything newer.
@@ -65,8 +73,9 @@ if [[ ! -x "$bin/helm" ]]; then
   done
   GOBIN="$gobin_tmp" GOFLAGS="-trimpath" go install -ldflags "$helm_ldflags" \
     "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
-  mv "$gobin_tmp/helm" "$bin/helm"
+  mv "$gobin_tmp/helm" "$shared/helm"
 fi
+cp "$shared/kwok" "$shared/helm" "$bin/"
 # kwok v0.8 has no built-in stages: keep the module's own stage files beside the binaries.
 stages="$(go env GOMODCACHE)/sigs.k8s.io/kwok@${KWOK_VERSION}/kustomize/stage"
 [[ -d "$stages" ]] || { log "kwok's stage files are missing: $stages"; exit 1; }

@@ -3,10 +3,12 @@
 # requires its staging modules at v0.0.0 and replaces them with ./staging/... paths that exist
 # only in its own repository; this writes one replace per staging module, pointing at the
 # published tag v0.<minor>.<patch> that matches K8S_VERSION, then lets `go mod tidy` fill in the rest.
+# Usage: gen-gomod.sh [DIR]  the module directory, as for build.sh (default: this one).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+mod="$(cd "${1:-$here}" && pwd)"
 # shellcheck source=versions.env
-source "$here/versions.env"
+source "$mod/versions.env"
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 
 scratch="$(mktemp -d)"
@@ -18,11 +20,19 @@ staging_version="v0.${K8S_VERSION#v1.}"
 staging="$(awk '$2 == "=>" && $3 ~ /^\.\/staging\// { print $1 }' "$k8s_gomod")"
 [[ -n "$staging" ]] || { echo "gen-gomod.sh: no staging replaces in $k8s_gomod" >&2; exit 1; }
 
+# The `tool` directives keep the commands' packages in go.sum (tools.go does the same in this
+# directory); they need go 1.24 or newer in the go directive.
+go_version="$(printf '%s\n' "$(awk '$1 == "go" { print $2 }' "$k8s_gomod")" 1.24.0 | sort -V | tail -n1)"
 {
   sed -n '1,4p' "$here/go.mod" | grep '^//' || true
-  echo "module webhook-ca-operator/hack/cluster"
+  echo "module webhook-ca-operator/hack/cluster${mod#"$here"}"
   echo
-  echo "go $(awk '$1 == "go" { print $2 }' "$k8s_gomod")"
+  echo "go $go_version"
+  echo
+  echo "tool ("
+  echo "	go.etcd.io/etcd/server/v3"
+  for t in kube-apiserver kube-controller-manager kube-scheduler kubectl; do echo "	k8s.io/kubernetes/cmd/$t"; done
+  echo ")"
   echo
   echo "require ("
   echo "	go.etcd.io/etcd/server/v3 ${ETCD_VERSION}"
@@ -33,7 +43,7 @@ staging="$(awk '$2 == "=>" && $3 ~ /^\.\/staging\// { print $1 }' "$k8s_gomod")"
   for m in $staging; do echo "	$m => $m ${staging_version}"; done
   echo ")"
 } >"$scratch/go.mod"
-cp "$scratch/go.mod" "$here/go.mod"
-cd "$here"
+cp "$scratch/go.mod" "$mod/go.mod"
+cd "$mod"
 go mod tidy
 echo "gen-gomod.sh: $(echo "$staging" | wc -l) staging modules replaced at ${staging_version}" >&2
