@@ -2,8 +2,6 @@
 //! it for real on the test cluster installs an operator Deployment that rolls out in its namespace
 //! (which enforces the "restricted" Pod Security Standard, so the pods must meet it).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 
@@ -11,7 +9,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use serde_json::Value;
-use support::{DeleteOnDrop, bin, cluster, rollout_status, run_ok, wait_for};
+use test_support::{DeleteOnDrop, bin, cluster, rollout_status, run_ok, wait_for};
 
 const DEPLOY_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy");
 const DEPLOY: &str = include_str!("../deploy/webhook-ca-operator.yaml");
