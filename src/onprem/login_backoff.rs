@@ -2,7 +2,7 @@
 //! 1015), which then blocks the right password too; a wrong password retried at every reconcile
 //! gets there within the hour. So a refused login is not sent again with the same credentials
 //! before a delay that doubles from 1 minute to 30 minutes; changed credentials are tried at
-//! once. Only a fingerprint of the refused credentials is kept ([`super::auth::cache_key`]),
+//! once. Only a fingerprint of the refused credentials is kept (`auth::cache_key`),
 //! never the password.
 
 use std::fmt;
