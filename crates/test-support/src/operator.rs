@@ -16,7 +16,7 @@ use webhook_ca_operator::crd::WebhookCaCertificate;
 
 use super::cluster::{cluster, repo};
 use super::namespace::TestNamespace;
-use super::process::run_ok;
+use super::process::{run, run_ok};
 use super::rollout::rollout_status;
 use super::wait::wait_for;
 
@@ -55,12 +55,16 @@ pub async fn setup(prefix: &str) -> Setup {
 /// [`setup`] with a simulator started from `sim_config`.
 pub async fn setup_with(prefix: &str, sim_config: SimConfig) -> Setup {
     let cluster = cluster().await;
-    run_ok(
-        cluster
+    // Tests of one binary set up at once, and a cluster just started may still refuse a write
+    // for a moment: an apply that fails is tried again until the wait gives up.
+    wait_for("the CRD to apply", || async {
+        run(cluster
             .kubectl()
             .args(["apply", "--server-side", "-f"])
-            .arg(repo().join("crds")),
-    );
+            .arg(repo().join("crds")))
+        .map(|_| ())
+    })
+    .await;
     run_ok(cluster.kubectl().args([
         "wait",
         "--for=condition=Established",
