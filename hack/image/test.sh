@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Proves the image that hack/image.sh built, not just its recipe (part of hack/test.sh):
-#   - a second build gives the same digest;
+#   - a second hack/image.sh run gives the same digest (cargo's build is current by then: this
+#     proves the assembly deterministic, not a cold rebuild of the binary);
 #   - pushed to a registry on loopback (`crane registry serve`), it is pulled back by digest and
 #     its filesystem exported from there;
 #   - its config: user 65532:65532, entrypoint the binary, the OCI labels, the fixed timestamp;
