@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test binary that uses the test cluster (the files of tests/ that use its helpers)
+# Runs every test binary that uses the test cluster (the files of tests/ that reach it)
 # against the oldest Kubernetes minor the chart supports (hack/cluster/oldest/versions.env), on
 # a cluster of its own. hack/test.sh runs everything on the newest minor first, then this.
 # Arguments go to `cargo test` (e.g. a test name filter).
@@ -7,7 +7,10 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 
-mapfile -t tests < <(grep -lE '^mod support;|test_support' tests/*.rs | xargs -n1 basename | sed 's/\.rs$//')
+# The files that reach the cluster through test_support (cluster(), a test namespace, the
+# end-to-end setup, or a dedicated cluster); the others do not touch Kubernetes and run once.
+mapfile -t tests < <(grep -lE 'cluster\(\)|setup\(|setup_with\(|synced\(|dedicated_cluster|TestNamespace' tests/*.rs |
+  xargs -n1 basename | sed 's/\.rs$//')
 ((${#tests[@]} > 0)) || { echo "test-oldest.sh: found no test that uses the cluster" >&2; exit 1; }
 
 bin="$(hack/cluster/build.sh hack/cluster/oldest)"
