@@ -1,6 +1,8 @@
 //! Prometheus metrics. Labels stay bounded: a resource's namespace and name, workload kinds,
 //! results and reasons; never certificate fingerprints.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -14,6 +16,7 @@ use crate::bundle::Bundle;
 use kube::ResourceExt;
 
 use crate::crd::{RestartMethod, WebhookCaCertificate, WorkloadKind};
+use crate::onprem::{GatewayStatus, Health, NodeHealth, NodeRole};
 
 /// The resource a series belongs to.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,6 +71,50 @@ struct RestartLabels {
     result: String,
 }
 
+/// A count of the API's nodes: `role` and `gateway_status` are the API's documented values,
+/// `other` for anything else, `single` for a single instance's one node, `unknown` for a role
+/// not reported and `unreachable` for a node that answered with errors; so a resource has at
+/// most a few dozen series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    namespace: String,
+    name: String,
+    role: String,
+    gateway_status: String,
+}
+
+fn role_label(role: Option<&NodeRole>) -> &'static str {
+    match role {
+        Some(NodeRole::PrimaryMaster) => "primary_master",
+        Some(NodeRole::SecondaryMaster) => "secondary_master",
+        Some(NodeRole::Coreapp) => "coreapp",
+        Some(NodeRole::Other(_)) => "other",
+        // An unreachable node answers `{"errors":[...]}` alone: its role is not known.
+        None => "unknown",
+    }
+}
+
+fn gateway_label(status: Option<&GatewayStatus>) -> &'static str {
+    match status {
+        Some(GatewayStatus::Connected) => "connected",
+        Some(GatewayStatus::Connecting) => "connecting",
+        Some(GatewayStatus::Disconnected) => "disconnected",
+        Some(GatewayStatus::Uninitialized) => "uninitialized",
+        Some(GatewayStatus::Unregistered) => "unregistered",
+        Some(GatewayStatus::Other(_)) => "other",
+        None => "unreachable",
+    }
+}
+
+fn node_label(node: &NodeHealth) -> (&'static str, &'static str) {
+    let status = if node.errors.is_empty() {
+        gateway_label(node.gateway_status.as_ref())
+    } else {
+        "unreachable"
+    };
+    (role_label(node.role.as_ref()), status)
+}
+
 /// Reconcile durations from 10 ms to about 20 s.
 #[derive(Clone, Debug)]
 pub struct DurationBuckets;
@@ -89,6 +136,9 @@ pub struct Metrics {
     certificates: Family<ResourceLabels, Gauge>,
     earliest_expiry: Family<ResourceLabels, Gauge>,
     ready: Family<ResourceLabels, Gauge>,
+    api_nodes: Family<NodeLabels, Gauge>,
+    /// The node series each resource has now, so that a count that went away is removed.
+    api_node_series: Mutex<HashMap<ResourceLabels, Vec<NodeLabels>>>,
 }
 
 impl Default for Metrics {
@@ -139,6 +189,12 @@ impl Default for Metrics {
             "1 when the resource's Ready condition is True, else 0",
             ready.clone(),
         );
+        let api_nodes = Family::<NodeLabels, Gauge>::default();
+        registry.register(
+            "api_nodes",
+            "Nodes in the last GET /v1/health answer, by role and gateway_status",
+            api_nodes.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -148,6 +204,8 @@ impl Default for Metrics {
             certificates,
             earliest_expiry,
             ready,
+            api_nodes,
+            api_node_series: Mutex::default(),
         }
     }
 }
@@ -211,8 +269,58 @@ impl Metrics {
         self.ready.get_or_create(resource).set(i64::from(ready));
     }
 
+    /// The nodes of the last health answer by role and state; `None` (no usable answer)
+    /// removes the resource's series rather than report stale counts.
+    pub fn api_nodes(&self, resource: &ResourceLabels, health: Option<&Health>) {
+        let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+        match health {
+            Some(Health::Single { gateway_status }) => {
+                counts.insert(("single", gateway_label(Some(gateway_status))), 1);
+            }
+            Some(Health::Nodes(nodes)) => {
+                for node in nodes {
+                    *counts.entry(node_label(node)).or_default() += 1;
+                }
+            }
+            None => {}
+        }
+        let series: Vec<(NodeLabels, i64)> = counts
+            .into_iter()
+            .map(|((role, gateway_status), count)| {
+                let labels = NodeLabels {
+                    namespace: resource.namespace.clone(),
+                    name: resource.name.clone(),
+                    role: role.to_owned(),
+                    gateway_status: gateway_status.to_owned(),
+                };
+                (labels, count)
+            })
+            .collect();
+        let mut known = self
+            .api_node_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for old in known.remove(resource).unwrap_or_default() {
+            if !series.iter().any(|(labels, _)| *labels == old) {
+                self.api_nodes.remove(&old);
+            }
+        }
+        for (labels, count) in &series {
+            self.api_nodes.get_or_create(labels).set(*count);
+        }
+        known.insert(
+            resource.clone(),
+            series.into_iter().map(|(labels, _)| labels).collect(),
+        );
+    }
+
     /// Drops the series of a deleted resource, so that gauges do not report it forever.
     pub fn forget(&self, resource: &ResourceLabels) {
+        self.api_nodes(resource, None);
+        self.api_node_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(resource);
         self.certificates.remove(resource);
         self.earliest_expiry.remove(resource);
         self.ready.remove(resource);
@@ -244,5 +352,68 @@ mod tests {
         metrics.forget(&resource);
         let text = metrics.encode().expect("encodes");
         assert!(!text.contains("webhookca_bundle_certificates{"), "{text}");
+    }
+
+    #[test]
+    fn api_nodes_count_by_role_and_state_and_drop_what_went_away() {
+        use crate::onprem::EnvelopeError;
+        let metrics = Metrics::default();
+        let resource = ResourceLabels::new("wa", "prod");
+        let node = |name: &str, role: NodeRole, status: GatewayStatus| NodeHealth {
+            name: name.to_owned(),
+            gateway_status: Some(status),
+            role: Some(role),
+            errors: Vec::new(),
+        };
+        let errored = NodeHealth {
+            name: "wacore3:wacore3".to_owned(),
+            gateway_status: None,
+            role: None,
+            errors: vec![EnvelopeError::default()],
+        };
+        let health = Health::Nodes(vec![
+            node("m1:m1", NodeRole::PrimaryMaster, GatewayStatus::Connected),
+            node("w1:w1", NodeRole::Coreapp, GatewayStatus::Connected),
+            node("w2:w2", NodeRole::Coreapp, GatewayStatus::Disconnected),
+            node("w4:w4", NodeRole::Coreapp, GatewayStatus::Disconnected),
+            node(
+                "x:x",
+                NodeRole::Other("arbiter".into()),
+                GatewayStatus::Other("sleepy".into()),
+            ),
+            errored,
+        ]);
+        metrics.api_nodes(&resource, Some(&health));
+        let text = metrics.encode().expect("encodes");
+        let series = |role: &str, status: &str| {
+            format!(
+                r#"webhookca_api_nodes{{namespace="wa",name="prod",role="{role}",gateway_status="{status}"}}"#
+            )
+        };
+        for (role, status, count) in [
+            ("primary_master", "connected", 1),
+            ("coreapp", "connected", 1),
+            ("coreapp", "disconnected", 2),
+            ("unknown", "unreachable", 1),
+            ("other", "other", 1),
+        ] {
+            let line = format!("{} {count}", series(role, status));
+            assert!(text.contains(&line), "{line} in {text}");
+        }
+        metrics.api_nodes(
+            &resource,
+            Some(&Health::Single {
+                gateway_status: GatewayStatus::Connected,
+            }),
+        );
+        let text = metrics.encode().expect("encodes");
+        assert!(
+            text.contains(&format!("{} 1", series("single", "connected"))),
+            "{text}"
+        );
+        assert!(!text.contains(&series("coreapp", "disconnected")), "{text}");
+        metrics.forget(&resource);
+        let text = metrics.encode().expect("encodes");
+        assert!(!text.contains("webhookca_api_nodes{"), "{text}");
     }
 }
