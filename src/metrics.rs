@@ -15,8 +15,9 @@ use prometheus_client::registry::Registry;
 use crate::bundle::Bundle;
 use kube::ResourceExt;
 
-use crate::crd::{RestartMethod, WebhookCaCertificate, WorkloadKind};
-use crate::onprem::{GatewayStatus, Health, NodeHealth, NodeRole};
+use crate::crd::{
+    ApiHealthStatus, NodeHealthStatus, RestartMethod, WebhookCaCertificate, WorkloadKind,
+};
 
 /// The resource a series belongs to.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -83,36 +84,34 @@ struct NodeLabels {
     gateway_status: String,
 }
 
-fn role_label(role: Option<&NodeRole>) -> &'static str {
+fn role_label(role: Option<&str>) -> &'static str {
     match role {
-        Some(NodeRole::PrimaryMaster) => "primary_master",
-        Some(NodeRole::SecondaryMaster) => "secondary_master",
-        Some(NodeRole::Coreapp) => "coreapp",
-        Some(NodeRole::Other(_)) => "other",
+        Some("primary_master") => "primary_master",
+        Some("secondary_master") => "secondary_master",
+        Some("coreapp") => "coreapp",
+        Some(_) => "other",
         // An unreachable node answers `{"errors":[...]}` alone: its role is not known.
         None => "unknown",
     }
 }
 
-fn gateway_label(status: Option<&GatewayStatus>) -> &'static str {
+fn gateway_label(status: &str) -> &'static str {
     match status {
-        Some(GatewayStatus::Connected) => "connected",
-        Some(GatewayStatus::Connecting) => "connecting",
-        Some(GatewayStatus::Disconnected) => "disconnected",
-        Some(GatewayStatus::Uninitialized) => "uninitialized",
-        Some(GatewayStatus::Unregistered) => "unregistered",
-        Some(GatewayStatus::Other(_)) => "other",
-        None => "unreachable",
+        "connected" => "connected",
+        "connecting" => "connecting",
+        "disconnected" => "disconnected",
+        "uninitialized" => "uninitialized",
+        "unregistered" => "unregistered",
+        _ => "other",
     }
 }
 
-fn node_label(node: &NodeHealth) -> (&'static str, &'static str) {
-    let status = if node.errors.is_empty() {
-        gateway_label(node.gateway_status.as_ref())
-    } else {
-        "unreachable"
+fn node_label(node: &NodeHealthStatus) -> (&'static str, &'static str) {
+    let status = match (&node.error, &node.gateway_status) {
+        (None, Some(status)) => gateway_label(status),
+        _ => "unreachable",
     };
-    (role_label(node.role.as_ref()), status)
+    (role_label(node.role.as_deref()), status)
 }
 
 /// Reconcile durations from 10 ms to about 20 s.
@@ -269,20 +268,18 @@ impl Metrics {
         self.ready.get_or_create(resource).set(i64::from(ready));
     }
 
-    /// The nodes of the last health answer by role and state; `None` (no usable answer)
-    /// removes the resource's series rather than report stale counts.
-    pub fn api_nodes(&self, resource: &ResourceLabels, health: Option<&Health>) {
+    /// The nodes of the last health answer (as status records it) by role and state; no
+    /// answer removes the resource's series rather than report stale counts. Fed from status,
+    /// so a restarted operator reports the counts again before it next asks.
+    pub fn api_nodes(&self, resource: &ResourceLabels, health: Option<&ApiHealthStatus>) {
         let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
-        match health {
-            Some(Health::Single { gateway_status }) => {
-                counts.insert(("single", gateway_label(Some(gateway_status))), 1);
+        if let Some(health) = health {
+            if let Some(status) = &health.gateway_status {
+                counts.insert(("single", gateway_label(status)), 1);
             }
-            Some(Health::Nodes(nodes)) => {
-                for node in nodes {
-                    *counts.entry(node_label(node)).or_default() += 1;
-                }
+            for node in &health.nodes {
+                *counts.entry(node_label(node)).or_default() += 1;
             }
-            None => {}
         }
         let series: Vec<(NodeLabels, i64)> = counts
             .into_iter()
@@ -356,33 +353,27 @@ mod tests {
 
     #[test]
     fn api_nodes_count_by_role_and_state_and_drop_what_went_away() {
-        use crate::onprem::EnvelopeError;
         let metrics = Metrics::default();
         let resource = ResourceLabels::new("wa", "prod");
-        let node = |name: &str, role: NodeRole, status: GatewayStatus| NodeHealth {
+        let node = |name: &str, role: Option<&str>, status: Option<&str>| NodeHealthStatus {
             name: name.to_owned(),
-            gateway_status: Some(status),
-            role: Some(role),
-            errors: Vec::new(),
+            role: role.map(str::to_owned),
+            gateway_status: status.map(str::to_owned),
+            error: status
+                .is_none()
+                .then(|| "node unreachable, code 1014".to_owned()),
         };
-        let errored = NodeHealth {
-            name: "wacore3:wacore3".to_owned(),
-            gateway_status: None,
-            role: None,
-            errors: vec![EnvelopeError::default()],
+        let health = ApiHealthStatus {
+            nodes: vec![
+                node("m1:m1", Some("primary_master"), Some("connected")),
+                node("w1:w1", Some("coreapp"), Some("connected")),
+                node("w2:w2", Some("coreapp"), Some("disconnected")),
+                node("w4:w4", Some("coreapp"), Some("disconnected")),
+                node("x:x", Some("arbiter"), Some("sleepy")),
+                node("w3:w3", None, None),
+            ],
+            ..ApiHealthStatus::default()
         };
-        let health = Health::Nodes(vec![
-            node("m1:m1", NodeRole::PrimaryMaster, GatewayStatus::Connected),
-            node("w1:w1", NodeRole::Coreapp, GatewayStatus::Connected),
-            node("w2:w2", NodeRole::Coreapp, GatewayStatus::Disconnected),
-            node("w4:w4", NodeRole::Coreapp, GatewayStatus::Disconnected),
-            node(
-                "x:x",
-                NodeRole::Other("arbiter".into()),
-                GatewayStatus::Other("sleepy".into()),
-            ),
-            errored,
-        ]);
         metrics.api_nodes(&resource, Some(&health));
         let text = metrics.encode().expect("encodes");
         let series = |role: &str, status: &str| {
@@ -400,12 +391,11 @@ mod tests {
             let line = format!("{} {count}", series(role, status));
             assert!(text.contains(&line), "{line} in {text}");
         }
-        metrics.api_nodes(
-            &resource,
-            Some(&Health::Single {
-                gateway_status: GatewayStatus::Connected,
-            }),
-        );
+        let single = ApiHealthStatus {
+            gateway_status: Some("connected".to_owned()),
+            ..ApiHealthStatus::default()
+        };
+        metrics.api_nodes(&resource, Some(&single));
         let text = metrics.encode().expect("encodes");
         assert!(
             text.contains(&format!("{} 1", series("single", "connected"))),

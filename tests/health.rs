@@ -168,6 +168,15 @@ async fn single_instance_connected_is_healthy_and_asked_once_after_the_rollout()
     one_more_pass(&ns, "a").await;
     one_more_pass(&ns, "b").await;
     assert_eq!(health_requests(&sim), 1);
+
+    // Nor does a restarted operator: status.health says when it last asked, and the metric
+    // comes back from it.
+    operator.shutdown().await;
+    let operator = Operator::start(&ns);
+    one_more_pass(&ns, "c").await;
+    assert_eq!(health_requests(&sim), 1);
+    let metrics = operator.scrape().await;
+    assert!(metrics.contains(&line), "{line} in {metrics}");
     operator.shutdown().await;
 }
 

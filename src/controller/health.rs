@@ -55,6 +55,8 @@ pub async fn check(
         .map(|t| t.0);
     let health = match verdict::when(just_rolled, last, drift_check, now) {
         When::After(wait) => {
+            let recorded = wcc.status.as_ref().and_then(|s| s.health.as_ref());
+            ctx.metrics.api_nodes(resource, recorded);
             return Checked {
                 read_back,
                 health: None,
@@ -62,19 +64,14 @@ pub async fn check(
             };
         }
         When::Now => match client.health_once().await {
-            Ok(answer) => {
-                ctx.metrics.api_nodes(resource, Some(&answer));
-                (
-                    verdict::judge(&answer),
-                    verdict::summary(Some(&answer), now),
-                )
-            }
-            Err(e) => {
-                ctx.metrics.api_nodes(resource, None);
-                (verdict::unknown(&e), verdict::summary(None, now))
-            }
+            Ok(answer) => (
+                verdict::judge(&answer),
+                verdict::summary(Some(&answer), now),
+            ),
+            Err(e) => (verdict::unknown(&e), verdict::summary(None, now)),
         },
     };
+    ctx.metrics.api_nodes(resource, Some(&health.1));
     Checked {
         read_back,
         health: Some(health),
