@@ -47,15 +47,10 @@ pub async fn check(
         None
     };
     let drift_check = wcc.spec.drift_check_interval();
-    let last = wcc
-        .status
-        .as_ref()
-        .and_then(|s| s.health.as_ref())
-        .and_then(|h| h.checked_at.as_ref())
-        .map(|t| t.0);
+    let recorded = wcc.status.as_ref().and_then(|s| s.health.as_ref());
+    let last = recorded.and_then(|h| h.checked_at.as_ref()).map(|t| t.0);
     let health = match verdict::when(just_rolled, last, drift_check, now) {
         When::After(wait) => {
-            let recorded = wcc.status.as_ref().and_then(|s| s.health.as_ref());
             ctx.metrics.api_nodes(resource, recorded);
             return Checked {
                 read_back,
@@ -72,6 +67,14 @@ pub async fn check(
         },
     };
     ctx.metrics.api_nodes(resource, Some(&health.1));
+    tracing::info!(
+        namespace = %resource.namespace,
+        name = %resource.name,
+        after_rollout = just_rolled,
+        status = health.0.status_str(),
+        reason = %health.0.reason,
+        "asked GET /v1/health"
+    );
     Checked {
         read_back,
         health: Some(health),

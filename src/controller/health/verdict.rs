@@ -65,7 +65,10 @@ pub fn judge(health: &Health) -> Verdict {
             API_HEALTHY,
             false,
             "NotConnected",
-            format!("the instance's gateway_status is {gateway_status}"),
+            format!(
+                "the instance's gateway_status is {gateway_status} (a coreapp that has just \
+                 restarted reports connecting for a while); asked again at the next drift check"
+            ),
         ),
         Health::Nodes(nodes) => judge_nodes(nodes),
     }
