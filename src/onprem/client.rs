@@ -754,6 +754,45 @@ mod tests {
         );
     }
 
+    /// Counts what the client reports, as the operator's metrics do.
+    #[derive(Debug, Default)]
+    struct Seen(std::sync::Mutex<Vec<RequestOutcome>>);
+
+    impl RequestObserver for Seen {
+        fn observe(&self, _: &'static str, _: &Method, outcome: RequestOutcome, _: Duration) {
+            self.0.lock().unwrap().push(outcome);
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_wait_for_a_slot_of_their_host_and_are_observed() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let limiter = Arc::new(RequestLimiter::new(4, 1));
+        let seen = Arc::new(Seen::default());
+        let mut config = ClientConfig::new(
+            format!("https://127.0.0.1:{port}"),
+            TlsTrust::InsecureSkipVerify,
+        );
+        config.retry = RetryPolicy::none();
+        config.limiter = Some(Arc::clone(&limiter));
+        config.observer = Some(Arc::clone(&seen) as Arc<dyn RequestObserver>);
+        let client = OnPremClient::new(config, Arc::new(Credentials::token("t"))).unwrap();
+        // Another request to the same host holds its one slot.
+        let held = limiter.acquire(&format!("127.0.0.1:{port}")).await;
+        let call = tokio::spawn(async move { client.get_webhook_ca().await });
+        // A refused connection on loopback fails within milliseconds; this one cannot start.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(seen.0.lock().unwrap().is_empty(), "sent without a slot");
+        drop(held);
+        let err = call.await.unwrap().unwrap_err();
+        assert_eq!(err.metric_label(), "Connect");
+        assert_eq!(*seen.0.lock().unwrap(), [RequestOutcome::Failed("Connect")]);
+    }
+
     #[tokio::test]
     async fn connection_refused_is_a_transient_connect_error() {
         // Bind then drop to get a port nobody listens on.
