@@ -206,3 +206,31 @@ async fn dry_run_reports_the_first_sync_and_changes_nothing() {
     assert_eq!(sim.stored_bundle(), None);
     operator.shutdown().await;
 }
+
+/// With a static token there is no login: a dry run's request log holds nothing but GETs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_token_secret_a_dry_run_sends_only_gets() {
+    let Setup { ns, sim } = setup("dry-run-token").await;
+    let token = sim.issue_token("admin").expect("token");
+    set_secret(&ns, "wa-token", "token", &token).await;
+    set_secret(&ns, "internal-ca", "ca.crt", &ca_pem("Token Root")).await;
+    let generation = rolled_out(&ns).await.metadata.generation;
+    sim.clear_requests();
+    let operator = Operator::start_dry_run(&ns);
+    let mut spec = spec(&sim, json!({}));
+    spec["api"]["credentials"] = json!({"tokenSecret": {"name": "wa-token", "key": "token"}});
+    apply_wcc(&ns, spec).await;
+    let wcc = wait_condition(&ns, "Ready", "False", "DryRun").await;
+    assert!(
+        message(&wcc, "Ready").contains("replacing none stored"),
+        "{}",
+        message(&wcc, "Ready")
+    );
+    wait_gets(&sim, 1).await;
+    let methods: Vec<String> = sim.requests().iter().map(|r| r.method.clone()).collect();
+    assert!(methods.iter().all(|m| m == "GET"), "{methods:?}");
+    let deployment: Deployment = ns.api().get("coreapp").await.expect("get");
+    assert_eq!(deployment.metadata.generation, generation);
+    assert_eq!(sim.stored_bundle(), None);
+    operator.shutdown().await;
+}
