@@ -21,6 +21,9 @@ step "test cluster binaries (cached by version)"
 bin="$(hack/cluster/build.sh)"
 export WCO_CLUSTER_BIN="$bin"
 
+step "the chart's alerting rules: promtool check rules and test rules (built once, cached)"
+HELM="$bin/helm" hack/promtool/check.sh
+
 # One control plane for every test binary of this run: each test gets its own namespace in it.
 cluster_dir="$root/target/test-cluster/test-run"
 step "starting the test cluster in $cluster_dir"

@@ -1,5 +1,6 @@
 //! Prometheus metrics. Labels stay bounded: a resource's namespace and name, workload kinds,
-//! results and reasons; never certificate fingerprints.
+//! restart methods, results and reasons, the API's fixed endpoint paths, HTTP methods and status
+//! codes; never certificate fingerprints, API hosts or request ids.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
@@ -18,6 +19,7 @@ use kube::ResourceExt;
 use crate::crd::{
     ApiHealthStatus, NodeHealthStatus, RestartMethod, WebhookCaCertificate, WorkloadKind,
 };
+use crate::onprem::{RequestObserver, RequestOutcome};
 
 /// The resource a series belongs to.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -114,22 +116,66 @@ fn node_label(node: &NodeHealthStatus) -> (&'static str, &'static str) {
     (role_label(node.role.as_deref()), status)
 }
 
-/// Reconcile durations from 10 ms to about 20 s.
-#[derive(Clone, Debug)]
-pub struct DurationBuckets;
 
-impl MetricConstructor<Histogram> for DurationBuckets {
+/// One On-Premises API request: which endpoint (a fixed path), how, and what came back: the
+/// HTTP status code, or the transport failure's reason (`Connect`, `Timeout`, `Tls`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiRequestLabels {
+    endpoint: String,
+    method: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLatencyLabels {
+    endpoint: String,
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+/// Exponential histogram buckets: `count` upper bounds from `start`, each `factor` times the last.
+#[derive(Clone, Debug)]
+pub struct Buckets {
+    start: f64,
+    factor: f64,
+    count: u16,
+}
+
+impl MetricConstructor<Histogram> for Buckets {
     fn new_metric(&self) -> Histogram {
-        Histogram::new(exponential_buckets(0.01, 2.0, 12))
+        Histogram::new(exponential_buckets(self.start, self.factor, self.count))
     }
 }
+
+/// Reconcile durations from 10 ms to about 20 s.
+const RECONCILE_BUCKETS: Buckets = Buckets {
+    start: 0.01,
+    factor: 2.0,
+    count: 12,
+};
+/// API request latencies from 5 ms to about 40 s (the client's request timeout is 30 s).
+const API_BUCKETS: Buckets = Buckets {
+    start: 0.005,
+    factor: 2.0,
+    count: 14,
+};
+/// Rollouts from 1 s to about 2.3 h (`restart.rolloutTimeout` defaults to 10 minutes).
+const ROLLOUT_BUCKETS: Buckets = Buckets {
+    start: 1.0,
+    factor: 2.0,
+    count: 14,
+};
 
 /// Every metric the operator exports. Call sites record through the methods, which build the
 /// labels, so a label set is spelt in one place.
 pub struct Metrics {
     registry: Registry,
     reconciles: Family<ResultLabels, Counter>,
-    reconcile_duration: Family<ResourceLabels, Histogram, DurationBuckets>,
+    reconcile_duration: Family<ResourceLabels, Histogram, Buckets>,
     uploads: Family<ResultLabels, Counter>,
     restarts: Family<RestartLabels, Counter>,
     certificates: Family<ResourceLabels, Gauge>,
@@ -138,6 +184,18 @@ pub struct Metrics {
     api_nodes: Family<NodeLabels, Gauge>,
     /// The node series each resource has now, so that a count that went away is removed.
     api_node_series: Mutex<HashMap<ResourceLabels, Vec<NodeLabels>>>,
+    last_sync: Family<ResourceLabels, Gauge>,
+    rollout_failed: Family<ResourceLabels, Gauge>,
+    api_requests: Family<ApiRequestLabels, Counter>,
+    api_duration: Family<ApiLatencyLabels, Histogram, Buckets>,
+    rollout_duration: Family<KindLabels, Histogram, Buckets>,
+    dry_run: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
 }
 
 impl Default for Metrics {
@@ -149,10 +207,7 @@ impl Default for Metrics {
             "Reconciles of WebhookCaCertificate resources, by result",
             reconciles.clone(),
         );
-        let reconcile_duration =
-            Family::<ResourceLabels, Histogram, DurationBuckets>::new_with_constructor(
-                DurationBuckets,
-            );
+        let reconcile_duration = Family::new_with_constructor(RECONCILE_BUCKETS);
         registry.register(
             "reconcile_duration_seconds",
             "Time one reconcile took",
@@ -194,6 +249,43 @@ impl Default for Metrics {
             "Nodes in the last GET /v1/health answer, by role and gateway_status",
             api_nodes.clone(),
         );
+        let last_sync = Family::<ResourceLabels, Gauge>::default();
+        registry.register(
+            "last_sync_timestamp_seconds",
+            "Unix time of the resource's last pass that ended Ready (API in step, targets rolled)",
+            last_sync.clone(),
+        );
+        let rollout_failed = Family::<ResourceLabels, Gauge>::default();
+        registry.register(
+            "rollout_failed",
+            "1 while the resource's last restart failed or timed out (RolloutFailed, RolloutTimeout)",
+            rollout_failed.clone(),
+        );
+        let api_requests = Family::<ApiRequestLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "HTTP requests to On-Premises APIs, by endpoint, method and status code (or transport \
+             failure: Connect, Timeout, Tls)",
+            api_requests.clone(),
+        );
+        let api_duration = Family::new_with_constructor(API_BUCKETS);
+        registry.register(
+            "api_request_duration_seconds",
+            "Latency of HTTP requests to On-Premises APIs, by endpoint and method",
+            api_duration.clone(),
+        );
+        let rollout_duration = Family::new_with_constructor(ROLLOUT_BUCKETS);
+        registry.register(
+            "rollout_duration_seconds",
+            "Time from the start of a restart to the workload's completed rollout, by workload kind",
+            rollout_duration.clone(),
+        );
+        let dry_run = Gauge::default();
+        registry.register(
+            "dry_run",
+            "1 when the operator runs with --dry-run and changes nothing but status and Events",
+            dry_run.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -205,6 +297,12 @@ impl Default for Metrics {
             ready,
             api_nodes,
             api_node_series: Mutex::default(),
+            last_sync,
+            rollout_failed,
+            api_requests,
+            api_duration,
+            rollout_duration,
+            dry_run,
         }
     }
 }
@@ -264,8 +362,33 @@ impl Metrics {
         }
     }
 
-    pub fn ready(&self, resource: &ResourceLabels, ready: bool) {
+    /// Whether the pass ended Ready; a Ready pass at `now` is the resource's last sync.
+    pub fn ready(&self, resource: &ResourceLabels, ready: bool, now: jiff::Timestamp) {
         self.ready.get_or_create(resource).set(i64::from(ready));
+        if ready {
+            self.last_sync.get_or_create(resource).set(now.as_second());
+        }
+    }
+
+    /// Whether the resource's restart failed or timed out, as this pass found it.
+    pub fn rollout_failed(&self, resource: &ResourceLabels, failed: bool) {
+        self.rollout_failed
+            .get_or_create(resource)
+            .set(i64::from(failed));
+    }
+
+    /// A restart of a `kind` workload completed `took` after it began.
+    pub fn rollout_completed(&self, kind: WorkloadKind, took: Duration) {
+        self.rollout_duration
+            .get_or_create(&KindLabels {
+                kind: format!("{kind:?}"),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Whether the operator runs in dry-run mode.
+    pub fn set_dry_run(&self, dry_run: bool) {
+        self.dry_run.set(i64::from(dry_run));
     }
 
     /// The nodes of the last health answer (as status records it) by role and state; no
@@ -321,7 +444,37 @@ impl Metrics {
         self.certificates.remove(resource);
         self.earliest_expiry.remove(resource);
         self.ready.remove(resource);
+        self.last_sync.remove(resource);
+        self.rollout_failed.remove(resource);
         self.reconcile_duration.remove(resource);
+    }
+}
+
+impl RequestObserver for Metrics {
+    fn observe(
+        &self,
+        endpoint: &'static str,
+        method: &reqwest::Method,
+        outcome: RequestOutcome,
+        took: Duration,
+    ) {
+        let code = match outcome {
+            RequestOutcome::Status(status) => status.to_string(),
+            RequestOutcome::Failed(reason) => reason.to_owned(),
+        };
+        self.api_requests
+            .get_or_create(&ApiRequestLabels {
+                endpoint: endpoint.to_owned(),
+                method: method.as_str().to_owned(),
+                code,
+            })
+            .inc();
+        self.api_duration
+            .get_or_create(&ApiLatencyLabels {
+                endpoint: endpoint.to_owned(),
+                method: method.as_str().to_owned(),
+            })
+            .observe(took.as_secs_f64());
     }
 }
 
@@ -405,5 +558,57 @@ mod tests {
         metrics.forget(&resource);
         let text = metrics.encode().expect("encodes");
         assert!(!text.contains("webhookca_api_nodes{"), "{text}");
+    }
+
+    #[test]
+    fn api_requests_are_counted_by_endpoint_method_and_code() {
+        let metrics = Metrics::default();
+        let path = "/v1/certificates/webhooks/ca";
+        let observe = |outcome| {
+            metrics.observe(
+                path,
+                &reqwest::Method::POST,
+                outcome,
+                Duration::from_millis(30),
+            );
+        };
+        observe(RequestOutcome::Status(503));
+        observe(RequestOutcome::Status(200));
+        observe(RequestOutcome::Failed("Connect"));
+        let text = metrics.encode().expect("encodes");
+        for code in ["503", "200", "Connect"] {
+            let line = format!(
+                r#"webhookca_api_requests_total{{endpoint="{path}",method="POST",code="{code}"}} 1"#
+            );
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
+        let count = format!(
+            r#"webhookca_api_request_duration_seconds_count{{endpoint="{path}",method="POST"}} 3"#
+        );
+        assert!(text.lines().any(|l| l == count), "{text}");
+    }
+
+    #[test]
+    fn per_resource_gauges_are_forgotten_and_last_sync_moves_only_when_ready() {
+        let metrics = Metrics::default();
+        let resource = ResourceLabels::new("wa", "prod");
+        let at = |s| jiff::Timestamp::from_second(s).expect("valid");
+        metrics.ready(&resource, true, at(1_000));
+        metrics.ready(&resource, false, at(2_000));
+        metrics.rollout_failed(&resource, true);
+        metrics.rollout_completed(WorkloadKind::StatefulSet, Duration::from_secs(42));
+        let text = metrics.encode().expect("encodes");
+        for line in [
+            r#"webhookca_last_sync_timestamp_seconds{namespace="wa",name="prod"} 1000"#,
+            r#"webhookca_ready{namespace="wa",name="prod"} 0"#,
+            r#"webhookca_rollout_failed{namespace="wa",name="prod"} 1"#,
+            r#"webhookca_rollout_duration_seconds_count{kind="StatefulSet"} 1"#,
+            "webhookca_dry_run 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
+        metrics.forget(&resource);
+        let text = metrics.encode().expect("encodes");
+        assert!(!text.contains(r#"name="prod""#), "{text}");
     }
 }

@@ -11,10 +11,12 @@ pub enum LogFormat {
     Text,
 }
 
-/// Installs the global subscriber: `RUST_LOG` filters (default `info`), output on stderr.
-pub fn init(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Installs the global subscriber: `level` filters (`--log-level`, or `RUST_LOG`; a filter
+/// that does not parse falls back to `info`, with a warning), output on stderr.
+pub fn init(format: LogFormat, level: &str) {
+    let parsed = tracing_subscriber::EnvFilter::try_new(level);
+    let bad_filter = parsed.as_ref().err().map(ToString::to_string);
+    let filter = parsed.unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr);
@@ -27,4 +29,7 @@ pub fn init(format: LogFormat) {
             .try_init(),
         LogFormat::Text => builder.with_ansi(io::stderr().is_terminal()).try_init(),
     };
+    if let Some(error) = bad_filter {
+        tracing::warn!(%error, "the log level does not parse; logging at info");
+    }
 }

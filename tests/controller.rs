@@ -250,6 +250,18 @@ async fn evict_restarts_pods_without_editing_the_workload() {
         pods_after.is_disjoint(&pods_before),
         "every old pod was replaced: {pods_before:?} -> {pods_after:?}"
     );
+    // Evictions count as restarts under their own method, and the rollout's duration is kept.
+    let text = operator.scrape().await;
+    let evicted = format!(
+        r#"webhookca_restarts_total{{namespace="{}",kind="Deployment",method="Evict",result="success"}} 1"#,
+        ns.name()
+    );
+    assert!(text.lines().any(|l| l == evicted), "{evicted}:\n{text}");
+    assert!(
+        text.lines()
+            .any(|l| l == r#"webhookca_rollout_duration_seconds_count{kind="Deployment"} 1"#),
+        "{text}"
+    );
     operator.shutdown().await;
 }
 

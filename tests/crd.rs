@@ -118,6 +118,12 @@ async fn the_example_is_accepted_and_defaults_apply() {
     assert_eq!(minimal.spec.policy.order, BundleOrder::Source);
     assert!(!minimal.spec.suspend);
     assert!(!minimal.spec.api.tls.insecure_skip_verify);
+    assert_eq!(minimal.spec.expiry_warning, None);
+    assert_eq!(
+        minimal.spec.expiry_warning(),
+        std::time::Duration::from_secs(720 * 3600),
+        "ExpiringSoon's window defaults to 720h"
+    );
 
     let prod = api.get("prod").await.expect("get prod");
     assert_eq!(prod.spec.sources.len(), 3);
@@ -127,6 +133,10 @@ async fn the_example_is_accepted_and_defaults_apply() {
             .map(|d| d.to_string())
             .as_deref(),
         Some("10m0s")
+    );
+    assert_eq!(
+        prod.spec.expiry_warning.map(|d| d.to_string()).as_deref(),
+        Some("720h0m0s")
     );
 }
 

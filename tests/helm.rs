@@ -211,7 +211,16 @@ fn chart_metadata_matches_the_crate() {
 
 #[test]
 fn the_chart_lints_strictly() {
-    for extra in [&[][..], &["--set", "watchNamespace=team-a"][..]] {
+    for extra in [
+        &[][..],
+        &["--set", "watchNamespace=team-a"][..],
+        &[
+            "--set",
+            "prometheusRule.enabled=true",
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+        ][..],
+    ] {
         let out = run_ok(helm_offline().args(["lint", "--strict", CHART]).args(extra));
         assert!(out.contains("0 chart(s) failed"), "{out}");
         assert!(
@@ -300,6 +309,15 @@ fn default_values_render_a_cluster_wide_operator() {
         "metadata.namespace"
     );
     assert_eq!(env["RUST_LOG"]["value"], "info");
+    // The controller's knobs, as `run` reads them from the environment, at their defaults.
+    for (name, value) in [
+        ("DRY_RUN", "false"),
+        ("API_CONCURRENCY", "16"),
+        ("API_CONCURRENCY_PER_HOST", "2"),
+        ("RETRY_INTERVAL", "30s"),
+    ] {
+        assert_eq!(env[name]["value"], value, "{name}");
+    }
 
     let service = find(&objects, "Service", &format!("{name}-metrics"));
     assert_eq!(service["spec"]["ports"][0]["targetPort"], "metrics");
@@ -351,6 +369,10 @@ fn optional_objects_and_overrides_render() {
             "logFormat=text",
             "--set",
             "leaderElection.enabled=true",
+            "--set",
+            "prometheusRule.enabled=true",
+            "--set",
+            "controller.dryRun=true",
         ],
     );
     // The release name already holds the chart's name: no doubled prefix.
@@ -358,6 +380,33 @@ fn optional_objects_and_overrides_render() {
     let monitor = find(&objects, "ServiceMonitor", name);
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    // The operator's series carry the resource's namespace in `namespace`: kept, not renamed.
+    assert_eq!(monitor["spec"]["endpoints"][0]["honorLabels"], true);
+    let rule = find(&objects, "PrometheusRule", name);
+    let alerts: Vec<&str> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "WebhookCaCertificateExpiringSoon",
+            "WebhookCaCertificateExpiryCritical",
+            "WebhookCaCertificateNotReady",
+            "WebhookCaUploadsFailing",
+            "WebhookCaRolloutFailed",
+            "WebhookCaOperatorAbsent",
+        ]
+    );
+    let dry_run = operator_container(&objects, name)["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == "DRY_RUN")
+        .map(|e| e["value"].clone());
+    assert_eq!(dry_run, Some(json!("true")));
     let pdb = find(&objects, "PodDisruptionBudget", name);
     assert_eq!(pdb["spec"]["maxUnavailable"], 1);
     let deployment = find(&objects, "Deployment", name);
@@ -410,6 +459,15 @@ fn invalid_values_are_refused() {
     assert!(refused.contains("replicaCont"), "{refused}");
     let refused = template_refused(&["--set", "watchNamespace=Not_A_Namespace"]);
     assert!(refused.contains("/watchNamespace"), "{refused}");
+    let refused = template_refused(&[
+        "--set",
+        "prometheusRule.enabled=true",
+        "--set",
+        "prometheusRule.expiryCriticalDays=30",
+    ]);
+    assert!(refused.contains("expiryCriticalDays"), "{refused}");
+    let refused = template_refused(&["--set", "controller.apiConcurrency=0"]);
+    assert!(refused.contains("/controller/apiConcurrency"), "{refused}");
 }
 
 /// Values that are Kubernetes objects passed through whole; the README documents them as one.

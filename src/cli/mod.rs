@@ -5,4 +5,5 @@ pub mod api;
 pub mod bundle;
 pub mod crd;
 pub mod files;
+pub mod knobs;
 pub mod run;

@@ -11,6 +11,7 @@ use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 
+use super::knobs::KnobArgs;
 use crate::controller::{self, CONTROLLER_NAME, Context, Settings};
 use crate::http::{self, Health};
 use crate::metrics::Metrics;
@@ -36,6 +37,8 @@ pub struct RunArgs {
     instance: Option<String>,
     #[arg(long, value_enum, default_value = "json")]
     log_format: LogFormat,
+    #[command(flatten)]
+    knobs: KnobArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +54,7 @@ enum RunError {
 }
 
 pub async fn run(args: RunArgs) -> ExitCode {
-    telemetry::init(args.log_format);
+    telemetry::init(args.log_format, &args.knobs.log_level);
     match serve(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -78,14 +81,16 @@ async fn serve(args: RunArgs) -> Result<(), RunError> {
         metrics = %addr,
         namespace = args.namespace.as_deref().unwrap_or("*"),
         leader_elect = args.leader_elect,
+        dry_run = args.knobs.dry_run,
         "starting"
     );
 
-    let settings = Settings {
+    let mut settings = Settings {
         namespace: args.namespace.clone(),
         instance: args.instance.clone(),
         ..Settings::default()
     };
+    args.knobs.apply(&mut settings);
     let ctx = Arc::new(Context::new(client.clone(), metrics, settings));
     let stop = shutdown_signal().shared();
 

@@ -7,7 +7,7 @@ use super::credentials::{SecretCredentials, tls_trust};
 use super::status::{INSECURE_TLS, UPLOADED, Verdict};
 use super::step::{Pass, StepFailure};
 use crate::crd::ApiTarget;
-use crate::onprem::{ClientConfig, OnPremClient, TlsTrust};
+use crate::onprem::{ClientConfig, OnPremClient, RequestObserver, TlsTrust};
 
 /// The client for `wcc`'s API, and the `InsecureTls` condition its TLS settings earn.
 pub async fn connect(pass: &Pass<'_>) -> Result<(OnPremClient, Verdict), StepFailure> {
@@ -43,6 +43,9 @@ pub async fn connect(pass: &Pass<'_>) -> Result<(OnPremClient, Verdict), StepFai
             config.allow_plain_http = target.allow_plain_http;
             config.request_timeout = target.timeout();
             config.retry = ctx.settings.api_retry.clone();
+            config.limiter = Some(Arc::clone(&ctx.limiter));
+            let observer: Arc<dyn RequestObserver> = ctx.metrics.clone();
+            config.observer = Some(observer);
             let credentials = SecretCredentials::new(
                 ctx.client.clone(),
                 (*namespace).to_owned(),

@@ -12,7 +12,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::crd::{WebhookCaCertificate, WebhookCaCertificateStatus};
 use crate::metrics::{Metrics, ResourceLabels};
-use crate::onprem::{OnPremClient, RetryPolicy};
+use crate::onprem::{OnPremClient, RequestLimiter, RetryPolicy};
 
 /// The controller's name in Events, field managers and the leader Lease.
 pub const CONTROLLER_NAME: &str = crate::NAME;
@@ -30,6 +30,18 @@ pub struct Settings {
     pub api_retry: RetryPolicy,
     /// Identifies this replica in Events (the pod name in a cluster).
     pub instance: Option<String>,
+    /// Change nothing but the resources' status and Events: no upload, delete, restart,
+    /// eviction or finalizer; status and Events say what would happen (see `effects`).
+    pub dry_run: bool,
+    /// On-Premises API requests in flight at once, across every resource.
+    pub api_concurrency: usize,
+    /// On-Premises API requests in flight at once to one API host.
+    pub api_concurrency_per_host: usize,
+}
+
+impl Settings {
+    pub const DEFAULT_API_CONCURRENCY: usize = 16;
+    pub const DEFAULT_API_CONCURRENCY_PER_HOST: usize = 2;
 }
 
 impl Default for Settings {
@@ -40,6 +52,9 @@ impl Default for Settings {
             retry_interval: Duration::from_secs(30),
             api_retry: RetryPolicy::default(),
             instance: None,
+            dry_run: false,
+            api_concurrency: Self::DEFAULT_API_CONCURRENCY,
+            api_concurrency_per_host: Self::DEFAULT_API_CONCURRENCY_PER_HOST,
         }
     }
 }
@@ -60,6 +75,8 @@ pub struct Context {
     pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
+    /// Bounds the On-Premises API requests of every resource's client.
+    pub(crate) limiter: Arc<RequestLimiter>,
     /// One API client per resource, rebuilt when its connection settings change; keeping it
     /// keeps its login token.
     api_clients: Mutex<HashMap<String, (String, OnPremClient)>>,
@@ -79,11 +96,17 @@ impl Context {
             controller: CONTROLLER_NAME.to_owned(),
             instance: settings.instance.clone(),
         };
+        metrics.set_dry_run(settings.dry_run);
+        let limiter = Arc::new(RequestLimiter::new(
+            settings.api_concurrency,
+            settings.api_concurrency_per_host,
+        ));
         Self {
             reporter,
             client,
             metrics,
             settings,
+            limiter,
             api_clients: Mutex::default(),
             pending: Mutex::default(),
             store: OnceLock::new(),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use kube::runtime::events::EventType;
 
+use super::effects::{DRY_RUN, Live};
 use super::report::publish;
 use super::restart::restart_without_bundle;
 use super::step::Pass;
@@ -26,7 +27,7 @@ pub enum Cleanup {
     Again(Duration),
 }
 
-pub async fn clean_up(pass: &Pass<'_>) -> Cleanup {
+pub async fn clean_up(pass: &Pass<'_>, live: Live) -> Cleanup {
     let Pass {
         wcc,
         ctx,
@@ -39,14 +40,14 @@ pub async fn clean_up(pass: &Pass<'_>) -> Cleanup {
         .as_ref()
         .map_or_else(Timestamp::now, |t| t.0);
     let first = ctx.begin_cleanup(&pass.key);
-    if first && !delete_bundle(pass).await {
+    if first && !delete_bundle(pass, live).await {
         return Cleanup::Done;
     }
     let warn = |reason: &'static str, note: String| async move {
         publish(ctx, wcc, EventType::Warning, reason, note).await;
         Cleanup::Done
     };
-    match restart_without_bundle(ctx, wcc, namespace, since, first).await {
+    match restart_without_bundle(live, ctx, wcc, namespace, since, first).await {
         Ok(false) => Cleanup::Done,
         Ok(true) => {
             let elapsed = Duration::try_from(Timestamp::now().duration_since(since))
@@ -68,7 +69,7 @@ pub async fn clean_up(pass: &Pass<'_>) -> Cleanup {
 
 /// The DELETE, unless the resource must leave the API alone. Returns whether the bundle was
 /// deleted (so that the coreapps restart without it).
-async fn delete_bundle(pass: &Pass<'_>) -> bool {
+async fn delete_bundle(pass: &Pass<'_>, live: Live) -> bool {
     let Pass { wcc, ctx, .. } = *pass;
     let release = |note: String| async move {
         publish(ctx, wcc, EventType::Normal, "Released", note).await;
@@ -87,7 +88,7 @@ async fn delete_bundle(pass: &Pass<'_>) -> bool {
         let (client, _) = api::connect(pass)
             .await
             .map_err(|failure| failure.message)?;
-        client.delete_webhook_ca().await.map_err(|e| e.to_string())
+        live.delete(&client).await.map_err(|e| e.to_string())
     };
     let outcome = match tokio::time::timeout(DELETE_DEADLINE, delete).await {
         Ok(outcome) => outcome,
@@ -101,4 +102,22 @@ async fn delete_bundle(pass: &Pass<'_>) -> bool {
     let note = "deleted the webhook CA bundle from the API (deletionPolicy: Delete)".to_owned();
     publish(ctx, wcc, EventType::Normal, "Deleted", note).await;
     true
+}
+
+/// A dry run's cleanup: one Event (per process) that says what a live operator would do; the
+/// finalizer stays, so that the cleanup still happens once the operator runs without
+/// `--dry-run`.
+pub async fn would_clean_up(pass: &Pass<'_>) {
+    let Pass { wcc, ctx, .. } = *pass;
+    if !ctx.begin_cleanup(&pass.key) {
+        return;
+    }
+    let what = if wcc.spec.suspend {
+        "would release the resource without deleting the bundle (suspended)"
+    } else {
+        "would delete the webhook CA bundle from the API and restart the targets without it \
+         (deletionPolicy: Delete)"
+    };
+    let note = format!("{what}; the finalizer stays until an operator without --dry-run acts");
+    publish(ctx, wcc, EventType::Normal, DRY_RUN, note).await;
 }

@@ -7,6 +7,7 @@ pub mod context;
 pub mod credentials;
 mod deletion;
 mod dropped;
+pub mod effects;
 pub mod error;
 pub mod finalizer;
 mod health;

@@ -13,7 +13,7 @@ use kube::{Api, ResourceExt};
 
 use super::deletion::Cleanup;
 use super::error::ReconcileError;
-use super::finalizer::{FINALIZER, align_finalizer, remove_finalizer};
+use super::finalizer::{FINALIZER, align_finalizer, needed_change, remove_finalizer};
 use super::report::Report;
 use super::sources::resolve_sources;
 use super::status::{BUNDLE_VALID, READY};
@@ -80,24 +80,42 @@ async fn run(
     };
     if wcc.metadata.deletion_timestamp.is_some() {
         if wcc.finalizers().iter().any(|f| f == FINALIZER) {
-            if let Cleanup::Again(after) = deletion::clean_up(&pass).await {
+            let Some(live) = ctx.live() else {
+                deletion::would_clean_up(&pass).await;
+                return Ok(Action::await_change());
+            };
+            if let Cleanup::Again(after) = deletion::clean_up(&pass, live).await {
                 return Ok(Action::requeue(after));
             }
-            remove_finalizer(&api, wcc).await.map_err(finalizer_error)?;
+            remove_finalizer(&api, wcc, live)
+                .await
+                .map_err(finalizer_error)?;
         }
         return Ok(Action::await_change());
     }
-    if align_finalizer(&api, wcc).await.map_err(finalizer_error)? {
-        // The patch bumps resourceVersion; the next pass starts from the new object.
-        return Ok(Action::requeue(Duration::ZERO));
+    let mut report = Report::new(ctx.settings.retry_interval);
+    match ctx.live() {
+        Some(live) => {
+            if align_finalizer(&api, wcc, live)
+                .await
+                .map_err(finalizer_error)?
+            {
+                // The patch bumps resourceVersion; the next pass starts from the new object.
+                return Ok(Action::requeue(Duration::ZERO));
+            }
+        }
+        None => {
+            if let Some(change) = needed_change(wcc) {
+                report.would(change.would());
+            }
+        }
     }
 
-    let mut report = Report::new(ctx.settings.retry_interval);
     if let Err(failure) = steps(&pass, &mut report).await {
         report.stopped(failure);
     }
     let ready = report.decide_ready(wcc.spec.restart.wait_for_rollout);
-    ctx.metrics.ready(resource, ready);
+    ctx.metrics.ready(resource, ready, pass.now);
     report.publish_events(ctx, wcc).await;
     let written = report
         .write_status(&api, wcc, pass.now)
@@ -151,6 +169,11 @@ async fn steps(pass: &Pass<'_>, report: &mut Report) -> Result<(), StepFailure> 
     report.synced(&bundle.sha256, synced, now);
 
     let rollout = restart::step(pass, &bundle.sha256, drift_since).await?;
+    let failed = matches!(
+        rollout.verdict.reason.as_str(),
+        "RolloutFailed" | "RolloutTimeout"
+    );
+    ctx.metrics.rollout_failed(pass.resource, failed);
     // Mid-rollout, nodes restart on purpose: the look waits for the targets to settle.
     let settled = rollout.verdict.status;
     let just_rolled = rollout.completed_now;

@@ -10,11 +10,13 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
+use super::effects::DRY_RUN;
 use super::health::Checked;
 use super::restart::RolloutReport;
 use super::status::{
     API_HEALTHY, BUNDLE_VALID, EXPIRING_SOON, INSECURE_TLS, READY, ROLLOUT_COMPLETE, UPLOADED,
-    Verdict, bundle_status, changed, expiry_verdict, merge_conditions, ready_verdict, short,
+    Verdict, bounded, bundle_status, changed, expiry_verdict, merge_conditions, ready_verdict,
+    short,
 };
 use super::step::{Requeue, StepFailure};
 use super::upload::Synced;
@@ -37,6 +39,8 @@ pub struct Report {
     health: Option<ApiHealthStatus>,
     /// Events that are not condition changes: an upload, a restart begun.
     notes: Vec<(EventType, &'static str, String)>,
+    /// Dry run: changes a live operator would make that no condition names (the finalizer).
+    would: Vec<String>,
     requeue: Option<Duration>,
 }
 
@@ -54,8 +58,14 @@ impl Report {
             rollout: None,
             health: None,
             notes: Vec::new(),
+            would: Vec::new(),
             requeue: None,
         }
+    }
+
+    /// Dry run: a change this pass did not make.
+    pub fn would(&mut self, what: String) {
+        self.would.push(what);
     }
 
     /// A later verdict on the same condition replaces an earlier one (the read-back after a
@@ -102,7 +112,7 @@ impl Report {
         self.notes
             .extend(super::dropped::note(wcc, bundle, &mut message));
         self.verdict(Verdict::new(BUNDLE_VALID, true, "Valid", message));
-        self.verdict(expiry_verdict(bundle, now));
+        self.verdict(expiry_verdict(bundle, now, wcc.spec.expiry_warning()));
         self.bundle = Some(bundle_status(bundle));
     }
 
@@ -111,6 +121,10 @@ impl Report {
     }
 
     pub fn synced(&mut self, sha: &str, synced: Synced, now: Timestamp) {
+        if let Synced::WouldUpload { message } = synced {
+            self.verdict(Verdict::new(UPLOADED, false, DRY_RUN, message));
+            return;
+        }
         self.uploaded_sha256 = Some(sha.to_owned());
         self.last_in_sync_time = Some(Time(now));
         match synced {
@@ -126,6 +140,7 @@ impl Report {
                 self.verdict(Verdict::new(UPLOADED, true, "Uploaded", message));
                 self.last_upload_time = Some(Time(now));
             }
+            Synced::WouldUpload { .. } => {}
         }
     }
 
@@ -153,9 +168,35 @@ impl Report {
     }
 
     /// Decides `Ready` unless a step did (suspend); returns whether the resource is ready.
+    /// In a dry run, a pass that would have changed something is not Ready: reason `DryRun`,
+    /// and the message lists every change it would have made. A real failure still wins.
     pub fn decide_ready(&mut self, wait_for_rollout: bool) -> bool {
         if !self.verdicts.iter().any(|v| v.type_ == READY) {
-            let ready = ready_verdict(&self.verdicts, wait_for_rollout);
+            // Ready as it would be had the dry run made its changes: a real failure shows.
+            let as_if_done: Vec<Verdict> = self
+                .verdicts
+                .iter()
+                .map(|v| Verdict {
+                    status: v.status || v.reason == DRY_RUN,
+                    ..v.clone()
+                })
+                .collect();
+            let mut ready = ready_verdict(&as_if_done, wait_for_rollout);
+            let would: Vec<&str> = self
+                .verdicts
+                .iter()
+                .filter(|v| v.reason == DRY_RUN)
+                .map(|v| v.message.as_str())
+                .chain(self.would.iter().map(String::as_str))
+                .collect();
+            if ready.status && !would.is_empty() {
+                ready = Verdict::new(
+                    READY,
+                    false,
+                    DRY_RUN,
+                    format!("dry run: {}", would.join("; ")),
+                );
+            }
             self.verdicts.insert(0, ready);
         }
         self.verdicts.iter().any(|v| v.type_ == READY && v.status)
@@ -180,7 +221,7 @@ impl Report {
                 _ => {
                     !v.status
                         && !v.unknown
-                        && !matches!(v.reason.as_str(), "Pending" | "RolloutInProgress")
+                        && !matches!(v.reason.as_str(), "Pending" | "RolloutInProgress" | DRY_RUN)
                 }
             };
             let good_news = v.status && matches!(v.type_, READY | ROLLOUT_COMPLETE | API_HEALTHY);
@@ -189,6 +230,19 @@ impl Report {
             } else if good_news {
                 publish(ctx, wcc, EventType::Normal, &v.reason, v.message.clone()).await;
             }
+        }
+        // A dry run tells what it would do once per change of plan, in one Event: the Ready
+        // condition's, which lists every change (the other conditions' parts of it stay quiet).
+        let dry_run = self
+            .verdicts
+            .iter()
+            .find(|v| v.type_ == READY && v.reason == DRY_RUN);
+        if let Some(v) = dry_run
+            && !old.iter().any(|c| {
+                c.type_ == READY && c.reason == DRY_RUN && c.message == bounded(&v.message)
+            })
+        {
+            publish(ctx, wcc, EventType::Normal, DRY_RUN, v.message.clone()).await;
         }
         for (type_, reason, note) in &self.notes {
             publish(ctx, wcc, *type_, reason, note.clone()).await;
@@ -295,5 +349,82 @@ mod tests {
             Duration::from_secs(30),
             "the retry comes before the next health question"
         );
+    }
+
+    fn ready(report: &Report) -> &Verdict {
+        report
+            .verdicts
+            .iter()
+            .find(|v| v.type_ == READY)
+            .expect("Ready decided")
+    }
+
+    #[test]
+    fn a_dry_run_is_not_ready_and_lists_every_change_it_would_make() {
+        let mut report = Report::new(Duration::from_secs(30));
+        report.verdict(Verdict::new(BUNDLE_VALID, true, "Valid", ""));
+        report.synced(
+            "ab",
+            Synced::WouldUpload {
+                message: "would upload 1 certificate(s)".into(),
+            },
+            Timestamp::UNIX_EPOCH,
+        );
+        report.verdict(Verdict::new(
+            ROLLOUT_COMPLETE,
+            false,
+            DRY_RUN,
+            "would restart Deployment/coreapp by RolloutRestart",
+        ));
+        report.would("would add the finalizer".into());
+        assert!(!report.decide_ready(true));
+        let ready = ready(&report);
+        assert_eq!(ready.reason, DRY_RUN);
+        assert_eq!(
+            ready.message,
+            "dry run: would upload 1 certificate(s); would restart Deployment/coreapp by \
+             RolloutRestart; would add the finalizer"
+        );
+        assert_eq!(report.uploaded_sha256, None, "nothing was uploaded");
+    }
+
+    #[test]
+    fn a_dry_run_with_nothing_to_change_is_ready_and_a_real_failure_wins() {
+        let mut in_step = Report::new(Duration::from_secs(30));
+        in_step.verdict(Verdict::new(BUNDLE_VALID, true, "Valid", ""));
+        in_step.synced("ab", Synced::UpToDate, Timestamp::UNIX_EPOCH);
+        in_step.verdict(Verdict::new(ROLLOUT_COMPLETE, true, "RolloutComplete", ""));
+        assert!(in_step.decide_ready(true));
+        assert_eq!(ready(&in_step).reason, "Synced");
+
+        let mut failing = Report::new(Duration::from_secs(30));
+        failing.verdict(Verdict::new(BUNDLE_VALID, true, "Valid", ""));
+        failing.synced(
+            "ab",
+            Synced::WouldUpload {
+                message: "would upload".into(),
+            },
+            Timestamp::UNIX_EPOCH,
+        );
+        failing.stopped(StepFailure::halt(
+            ROLLOUT_COMPLETE,
+            "TargetNotFound",
+            "Deployment coreapp not found",
+            Requeue::Retry,
+        ));
+        // A restart target that does not exist is news the dry run's plan must not hide.
+        assert!(!failing.decide_ready(true));
+        assert_eq!(ready(&failing).reason, "TargetNotFound");
+
+        let mut broken = Report::new(Duration::from_secs(30));
+        broken.stopped(StepFailure::halt(
+            BUNDLE_VALID,
+            "SourceNotFound",
+            "Secret internal-ca not found",
+            Requeue::OnChange,
+        ));
+        broken.would("would add the finalizer".into());
+        assert!(!broken.decide_ready(true));
+        assert_eq!(ready(&broken).reason, "SourceNotFound");
     }
 }

@@ -89,7 +89,7 @@ pub fn short(sha: &str) -> &str {
 /// Messages end up in `kubectl describe` and Events; keep them short and bounded.
 const MAX_MESSAGE: usize = 1024;
 
-fn bounded(message: &str) -> String {
+pub(crate) fn bounded(message: &str) -> String {
     if message.len() <= MAX_MESSAGE {
         return message.to_owned();
     }
@@ -181,18 +181,18 @@ pub fn bundle_status(bundle: &Bundle) -> BundleStatus {
     }
 }
 
-/// How long before the earliest expiry the `ExpiringSoon` condition turns True.
-pub const EXPIRY_WARNING: jiff::SignedDuration = jiff::SignedDuration::from_hours(30 * 24);
-
-/// The `ExpiringSoon` verdict for a bundle at `now`.
-pub fn expiry_verdict(bundle: &Bundle, now: Timestamp) -> Verdict {
+/// The `ExpiringSoon` verdict for a bundle at `now`: True when the first certificate expires
+/// within `window` (`spec.expiryWarning`).
+pub fn expiry_verdict(bundle: &Bundle, now: Timestamp, window: std::time::Duration) -> Verdict {
+    let shown = crate::duration::GoDuration::from(window);
+    let window = jiff::SignedDuration::try_from(window).unwrap_or(jiff::SignedDuration::MAX);
     match bundle.earliest_expiry() {
-        Some(first) if first.not_after.duration_since(now) < EXPIRY_WARNING => Verdict::new(
+        Some(first) if first.not_after.duration_since(now) < window => Verdict::new(
             EXPIRING_SOON,
             true,
             "ExpiringSoon",
             format!(
-                "{} expires at {} (source {})",
+                "{} expires at {}, within the warning window of {shown} (source {})",
                 first.subject, first.not_after, first.source
             ),
         ),
@@ -200,7 +200,10 @@ pub fn expiry_verdict(bundle: &Bundle, now: Timestamp) -> Verdict {
             EXPIRING_SOON,
             false,
             "NotExpiringSoon",
-            format!("the first certificate expires at {}", first.not_after),
+            format!(
+                "the first certificate expires at {}, beyond the warning window of {shown}",
+                first.not_after
+            ),
         ),
         None => Verdict::new(EXPIRING_SOON, false, "NoCertificates", ""),
     }
@@ -328,6 +331,37 @@ mod tests {
         );
         let invalid = [Verdict::new(BUNDLE_VALID, false, "PrivateKeyRefused", "")];
         assert_eq!(ready_verdict(&invalid, true).reason, "PrivateKeyRefused");
+    }
+
+    /// A bundle whose one certificate expires at midnight UTC on 2030-07-01, seen from
+    /// 2030-06-01 (the fixtures' clock): 30 days ahead.
+    fn expiring_in_30_days() -> (Bundle, Timestamp) {
+        use crate::bundle::fixtures::{input, now, policy, self_signed};
+        let cert = self_signed("Soon CA", true, ((2020, 1, 1), (2030, 7, 1)));
+        let bundle = crate::bundle::build(&[input("s", &cert.pem)], &policy()).expect("builds");
+        (bundle, now())
+    }
+
+    #[test]
+    fn expiring_soon_turns_true_inside_the_window_and_the_default_is_720h() {
+        let (bundle, now) = expiring_in_30_days();
+        let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
+        let default = crate::crd::WebhookCaCertificateSpec::DEFAULT_EXPIRY_WARNING;
+        assert_eq!(default, hours(720));
+        // Exactly 30 days ahead is not inside a 30-day window; one hour more is.
+        let at_edge = expiry_verdict(&bundle, now, default);
+        assert!(!at_edge.status, "{at_edge:?}");
+        assert_eq!(at_edge.reason, "NotExpiringSoon");
+        let inside = expiry_verdict(&bundle, now, hours(721));
+        assert!(inside.status, "{inside:?}");
+        assert_eq!(inside.reason, "ExpiringSoon");
+        assert!(inside.message.contains("CN=Soon CA"), "{}", inside.message);
+        assert!(inside.message.contains("721h0m0s"), "{}", inside.message);
+        let later = now
+            .checked_add(jiff::SignedDuration::from_hours(2))
+            .expect("in range");
+        assert!(expiry_verdict(&bundle, later, default).status);
+        assert!(!expiry_verdict(&bundle, now, hours(24)).status);
     }
 
     #[test]

@@ -30,12 +30,14 @@ pub enum Synced {
         message: String,
         drift_since: Option<Timestamp>,
     },
+    /// Dry run: the API does not hold the bundle, and `message` says what upload would fix it.
+    WouldUpload { message: String },
 }
 
 impl Synced {
     pub fn drift_since(&self) -> Option<Timestamp> {
         match self {
-            Synced::UpToDate => None,
+            Synced::UpToDate | Synced::WouldUpload { .. } => None,
             Synced::Uploaded { drift_since, .. } => *drift_since,
         }
     }
@@ -58,6 +60,17 @@ pub async fn sync(
         ctx.settle(key);
         return Ok(Synced::UpToDate);
     }
+    // A dry run reports at once: nothing is sent, so there is nothing to debounce.
+    let Some(live) = ctx.live() else {
+        return Ok(Synced::WouldUpload {
+            message: format!(
+                "would upload {} certificate(s), sha256 {}, replacing {}",
+                bundle.certificates.len(),
+                short(&bundle.sha256),
+                describe_remote(remote)
+            ),
+        });
+    };
     let wait = if remote.is_none() {
         Duration::ZERO
     } else {
@@ -74,7 +87,7 @@ pub async fn sync(
             Requeue::After(wait),
         ));
     }
-    if let Err(e) = client.upload_webhook_ca(&bundle.pem).await {
+    if let Err(e) = live.upload(client, &bundle.pem).await {
         ctx.metrics.upload(resource, Some(e.metric_label()));
         return Err(StepFailure::of(UPLOADED, &e));
     }
@@ -112,4 +125,13 @@ pub async fn sync(
         ),
         drift_since,
     })
+}
+
+/// What the API holds, as a dry run names it: the hash of its canonical form.
+fn describe_remote(remote: Option<&str>) -> String {
+    match remote.map(crate::bundle::canonicalize) {
+        None => "none stored".to_owned(),
+        Some(Ok(stored)) => format!("sha256 {}", short(&stored.sha256)),
+        Some(Err(_)) => "a stored bundle that is not valid PEM".to_owned(),
+    }
 }

@@ -125,6 +125,11 @@ pub struct WebhookCaCertificateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_delay: Option<GoDuration>,
 
+    /// How long before the first certificate of the bundle expires the `ExpiringSoon` condition
+    /// turns True, with a Warning Event. A Go-style duration; defaults to `720h` (30 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_warning: Option<GoDuration>,
+
     /// Stops all uploads, deletions and restarts for this resource while true. Status still
     /// reports the bundle that the sources would produce.
     #[serde(default)]
@@ -135,6 +140,13 @@ impl WebhookCaCertificateSpec {
     pub const DEFAULT_DRIFT_CHECK_INTERVAL: Duration = Duration::from_secs(600);
     pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(5);
     pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(60);
+    pub const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(720 * 3600);
+
+    /// `expiryWarning`, or its documented default.
+    pub fn expiry_warning(&self) -> Duration {
+        self.expiry_warning
+            .map_or(Self::DEFAULT_EXPIRY_WARNING, GoDuration::get)
+    }
 
     /// `maxDelay`, or its documented default.
     pub fn max_delay(&self) -> Duration {

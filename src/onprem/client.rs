@@ -17,6 +17,7 @@ use super::auth::{
 };
 use super::error::{ApiError, CallKind, StatusError, TransportError};
 use super::login_backoff::{LoginBackoff, refuses_credentials};
+use super::observe::{RequestLimiter, RequestObserver, RequestOutcome};
 use super::pinning;
 use super::retry::{RetryPolicy, parse_retry_after};
 
@@ -66,6 +67,10 @@ pub struct ClientConfig {
     /// Back off refused logins ([`super::login_backoff`]): on by default, for a client that lives
     /// long (the operator); a one-shot command turns it off and just reports the refusal.
     pub login_backoff: bool,
+    /// Hears of every HTTP exchange (the operator's metrics).
+    pub observer: Option<Arc<dyn RequestObserver>>,
+    /// Bounds the requests in flight, shared by every client of the operator.
+    pub limiter: Option<Arc<RequestLimiter>>,
 }
 
 impl ClientConfig {
@@ -81,6 +86,8 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             allow_plain_http: false,
             login_backoff: true,
+            observer: None,
+            limiter: None,
         }
     }
 }
@@ -99,6 +106,10 @@ struct Inner {
     token: Mutex<TokenSlot>,
     insecure: bool,
     login_backoff: bool,
+    observer: Option<Arc<dyn RequestObserver>>,
+    limiter: Option<Arc<RequestLimiter>>,
+    /// `host:port` of the API, the key of the per-host request limit.
+    host: String,
 }
 
 /// The login state, under one lock so that concurrent callers share one login (or one refusal).
@@ -185,6 +196,7 @@ impl OnPremClient {
     ) -> Result<Self, ApiError> {
         crate::tls::install_crypto_provider();
         let base_url = validate_base_url(&config.base_url, config.allow_plain_http)?;
+        let host = host_key(&base_url);
         let mut builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
@@ -223,6 +235,9 @@ impl OnPremClient {
                 token: Mutex::new(TokenSlot::default()),
                 insecure,
                 login_backoff: config.login_backoff,
+                observer: config.observer,
+                limiter: config.limiter,
+                host,
             }),
         })
     }
@@ -418,12 +433,26 @@ impl OnPremClient {
                 .header(header::CONTENT_TYPE, *content_type)
                 .body(body.clone());
         }
+        // Held until the answer is read; the wait for a slot is not part of the latency.
+        let _slot = match &self.inner.limiter {
+            Some(limiter) => limiter.acquire(&self.inner.host).await,
+            None => None,
+        };
         let started = Instant::now();
         let outcome = match request.send().await {
             Ok(response) => read_answer(response).await,
             Err(e) => Err(ReadError::Http(e)),
         };
-        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let took = started.elapsed();
+        let duration_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        if let Some(observer) = &self.inner.observer {
+            let outcome = match &outcome {
+                Ok(answer) => RequestOutcome::Status(answer.status),
+                Err(ReadError::TooLarge(status)) => RequestOutcome::Status(*status),
+                Err(ReadError::Http(e)) => RequestOutcome::Failed(TransportKind::of(e).label()),
+            };
+            observer.observe(call.path, &call.method, outcome, took);
+        }
         match outcome {
             Ok(mut answer) => {
                 tracing::debug!(
@@ -491,6 +520,20 @@ fn validate_base_url(raw: &str, allow_plain_http: bool) -> Result<String, ApiErr
         ));
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// `host:port` of a validated base URL (the port defaulted by its scheme).
+fn host_key(base_url: &str) -> String {
+    Url::parse(base_url)
+        .ok()
+        .map(|url| {
+            format!(
+                "{}:{}",
+                url.host_str().unwrap_or_default(),
+                url.port_or_known_default().unwrap_or_default()
+            )
+        })
+        .unwrap_or_else(|| base_url.to_owned())
 }
 
 fn authorization(auth: &Auth<'_>) -> Result<HeaderValue, ApiError> {
@@ -571,16 +614,46 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 
 fn classify_transport(err: &reqwest::Error, transport: TransportError) -> ApiError {
     let transport = Box::new(transport);
-    if is_tls_failure(err) {
-        ApiError::Tls(transport)
-    } else if err.is_timeout() {
-        ApiError::Timeout(transport)
-    } else if err.is_builder() {
-        ApiError::Config(transport.message)
-    } else {
-        // Connect errors, resets and a connection closed mid-answer are all "the API was not
-        // there for this request": transient.
-        ApiError::Connect(transport)
+    match TransportKind::of(err) {
+        TransportKind::Tls => ApiError::Tls(transport),
+        TransportKind::Timeout => ApiError::Timeout(transport),
+        TransportKind::Config => ApiError::Config(transport.message),
+        TransportKind::Connect => ApiError::Connect(transport),
+    }
+}
+
+/// Why a request got no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TransportKind {
+    Tls,
+    Timeout,
+    Config,
+    /// Connect errors, resets and a connection closed mid-answer are all "the API was not
+    /// there for this request": transient.
+    Connect,
+}
+
+impl TransportKind {
+    fn of(err: &reqwest::Error) -> Self {
+        if is_tls_failure(err) {
+            TransportKind::Tls
+        } else if err.is_timeout() {
+            TransportKind::Timeout
+        } else if err.is_builder() {
+            TransportKind::Config
+        } else {
+            TransportKind::Connect
+        }
+    }
+
+    /// The metric label, the same as the reason of the [`ApiError`] it becomes.
+    fn label(self) -> &'static str {
+        match self {
+            TransportKind::Tls => "Tls",
+            TransportKind::Timeout => "Timeout",
+            TransportKind::Config => "Config",
+            TransportKind::Connect => "Connect",
+        }
     }
 }
 
@@ -685,6 +758,45 @@ mod tests {
             format!("{:?}", TlsTrust::CaPem("abc".into())),
             "CaPem(3 bytes)"
         );
+    }
+
+    /// Counts what the client reports, as the operator's metrics do.
+    #[derive(Debug, Default)]
+    struct Seen(std::sync::Mutex<Vec<RequestOutcome>>);
+
+    impl RequestObserver for Seen {
+        fn observe(&self, _: &'static str, _: &Method, outcome: RequestOutcome, _: Duration) {
+            self.0.lock().unwrap().push(outcome);
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_wait_for_a_slot_of_their_host_and_are_observed() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let limiter = Arc::new(RequestLimiter::new(4, 1));
+        let seen = Arc::new(Seen::default());
+        let mut config = ClientConfig::new(
+            format!("https://127.0.0.1:{port}"),
+            TlsTrust::InsecureSkipVerify,
+        );
+        config.retry = RetryPolicy::none();
+        config.limiter = Some(Arc::clone(&limiter));
+        config.observer = Some(Arc::clone(&seen) as Arc<dyn RequestObserver>);
+        let client = OnPremClient::new(config, Arc::new(Credentials::token("t"))).unwrap();
+        // Another request to the same host holds its one slot.
+        let held = limiter.acquire(&format!("127.0.0.1:{port}")).await;
+        let call = tokio::spawn(async move { client.get_webhook_ca().await });
+        // A refused connection on loopback fails within milliseconds; this one cannot start.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(seen.0.lock().unwrap().is_empty(), "sent without a slot");
+        drop(held);
+        let err = call.await.unwrap().unwrap_err();
+        assert_eq!(err.metric_label(), "Connect");
+        assert_eq!(*seen.0.lock().unwrap(), [RequestOutcome::Failed("Connect")]);
     }
 
     #[tokio::test]

@@ -18,6 +18,7 @@ pub mod client;
 pub mod error;
 pub mod health;
 pub mod login_backoff;
+pub mod observe;
 pub mod pinning;
 pub mod retry;
 
@@ -26,4 +27,5 @@ pub use certificates::{DeleteOutcome, UPLOAD_CONTENT_TYPE, WEBHOOK_CA_PATH};
 pub use client::{ClientConfig, OnPremClient, REQUEST_ID_HEADER, TlsTrust};
 pub use error::{ApiError, EnvelopeError, Reason};
 pub use health::{GatewayStatus, Health, NodeHealth, NodeRole};
+pub use observe::{RequestLimiter, RequestObserver, RequestOutcome, Slot};
 pub use retry::RetryPolicy;

@@ -37,13 +37,24 @@ pub fn quick_settings(ns: &TestNamespace) -> Settings {
             max_delay: Duration::from_millis(100),
             ..RetryPolicy::default()
         },
-        instance: None,
+        ..Settings::default()
     }
 }
 
 impl Operator {
     pub fn start(ns: &TestNamespace) -> Self {
         Self::start_with(ns, quick_settings(ns))
+    }
+
+    /// [`Self::start`] with `--dry-run`: it changes nothing but status and Events.
+    pub fn start_dry_run(ns: &TestNamespace) -> Self {
+        Self::start_with(
+            ns,
+            Settings {
+                dry_run: true,
+                ..quick_settings(ns)
+            },
+        )
     }
 
     pub fn start_with(ns: &TestNamespace, settings: Settings) -> Self {

@@ -8,6 +8,7 @@ use super::progress::Progress;
 use super::workload::rollout_restart;
 use super::{RestartError, Workload};
 use crate::controller::Context;
+use crate::controller::effects::Live;
 use crate::crd::RestartMethod;
 use crate::reason::ConditionReason;
 
@@ -30,8 +31,10 @@ pub fn owed(method: RestartMethod, targets: &[Workload], recorded: bool, sha: &s
 }
 
 /// Starts the restart of `owed`: stamps pod templates, or nothing yet for evictions (they
-/// happen one pod per pass in [`advance`]).
+/// happen one pod per pass in [`advance`]). Counted in the restart metric per target, whatever
+/// the method.
 pub async fn begin(
+    _live: Live,
     method: RestartMethod,
     ctx: &Context,
     namespace: &str,
@@ -60,7 +63,9 @@ pub struct Advance {
     pub waiting: bool,
 }
 
+/// `live`: `None` in a dry run, which never evicts; the caller reports what would happen.
 pub async fn advance(
+    live: Option<Live>,
     method: RestartMethod,
     ctx: &Context,
     namespace: &str,
@@ -82,6 +87,7 @@ pub async fn advance(
             settled(in_progress("restart requested".to_owned()))
         }
         RestartMethod::RolloutRestart | RestartMethod::None => settled(w.progress.clone()),
+        RestartMethod::Evict if live.is_none() => settled(w.progress.clone()),
         RestartMethod::Evict => match evict_step(&ctx.client, namespace, w, started_at).await? {
             EvictStep::Done => settled(w.progress.clone()),
             EvictStep::Evicted { pod } => waiting(format!("evicted pod {pod}")),

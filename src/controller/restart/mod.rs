@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 pub use evict::{EvictStep, evict_step};
 pub use workload::{resolve_targets, rollout_restart};
 
+use super::effects::{DRY_RUN, Live};
 use super::status::{ROLLOUT_COMPLETE, Verdict, short};
 use super::step::{Pass, Requeue, StepFailure};
 use super::{Context, conflict};
@@ -218,21 +219,31 @@ pub async fn step(
         }
         plan::Start::Begin { owed } => {
             let owed_targets: Vec<&Workload> = owed.iter().map(|&i| &targets[i]).collect();
-            method::begin(spec.method, ctx, namespace, &owed_targets, sha, now)
+            let names = names_of(owed_targets.iter().copied());
+            let Some(live) = ctx.live() else {
+                return Ok(would(format!(
+                    "would restart {names} by {:?} for bundle sha256 {}",
+                    spec.method,
+                    short(sha)
+                )));
+            };
+            method::begin(live, spec.method, ctx, namespace, &owed_targets, sha, now)
                 .await
                 .map_err(&failure)?;
-            let names: Vec<String> = owed_targets
-                .iter()
-                .map(|w| format!("{}/{}", kind_name(w.kind), w.name))
-                .collect();
-            let note = format!(
-                "restarting {} for bundle sha256 {}",
-                names.join(", "),
-                short(sha)
-            );
+            let note = format!("restarting {names} for bundle sha256 {}", short(sha));
             (now, owed, Some(note))
         }
     };
+
+    if ctx.live().is_none()
+        && spec.method == RestartMethod::Evict
+        && previous.is_some_and(|r| r.bundle_sha256 == sha && r.completed_at.is_none())
+    {
+        return Ok(would(format!(
+            "would go on evicting the pods of {} that predate the restart",
+            names_of(targets.iter())
+        )));
+    }
 
     let mut rollout = RolloutStatus {
         bundle_sha256: sha.to_owned(),
@@ -243,6 +254,7 @@ pub async fn step(
     let mut waiting_on_evictions = false;
     for (i, w) in targets.iter().enumerate() {
         let advance = method::advance(
+            ctx.live(),
             spec.method,
             ctx,
             namespace,
@@ -277,6 +289,14 @@ pub async fn step(
             });
             let recorded = same_rollout.and_then(|r| r.completed_at.clone());
             completed_now = recorded.is_none();
+            if completed_now && !started_at.eq(&now) {
+                // Completed in this pass: a restart that began at `started_at` took this long.
+                let took = std::time::Duration::try_from(now.duration_since(started_at))
+                    .unwrap_or_default();
+                for w in &targets {
+                    ctx.metrics.rollout_completed(w.kind, took);
+                }
+            }
             rollout.completed_at = recorded.or(Some(Time(now)));
             let message = format!(
                 "{} workload(s) run with bundle sha256 {}",
@@ -320,6 +340,7 @@ pub async fn step(
 /// pass of that restart, begun when `first` (the template's hash marker then names the empty
 /// state) and followed from `since`. Returns whether evictions are still to come.
 pub async fn restart_without_bundle(
+    live: Live,
     ctx: &Context,
     wcc: &WebhookCaCertificate,
     namespace: &str,
@@ -334,13 +355,32 @@ pub async fn restart_without_bundle(
     let mut more = false;
     for w in &targets {
         if first {
-            method::begin(spec.method, ctx, namespace, &[w], "none", since).await?;
+            method::begin(live, spec.method, ctx, namespace, &[w], "none", since).await?;
         }
-        more |= method::advance(spec.method, ctx, namespace, w, first, since)
+        more |= method::advance(Some(live), spec.method, ctx, namespace, w, first, since)
             .await?
             .waiting;
     }
     Ok(more)
+}
+
+/// `Kind/name, Kind/name`, as messages name workloads.
+fn names_of<'a>(targets: impl Iterator<Item = &'a Workload>) -> String {
+    targets
+        .map(|w| format!("{}/{}", kind_name(w.kind), w.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A dry run's stop before a restart: `RolloutComplete` says what would be restarted.
+fn would(message: String) -> RolloutReport {
+    RolloutReport {
+        verdict: Verdict::new(ROLLOUT_COMPLETE, false, DRY_RUN, message),
+        rollout: None,
+        requeue: None,
+        started: None,
+        completed_now: false,
+    }
 }
 
 fn target_rollout(w: &Workload, progress: &Progress) -> TargetRollout {
