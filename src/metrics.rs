@@ -130,7 +130,7 @@ impl Default for Metrics {
         let earliest_expiry = Family::<ResourceLabels, Gauge>::default();
         registry.register(
             "bundle_earliest_expiry_timestamp_seconds",
-            "Unix time at which the first certificate of the bundle expires",
+            "Unix time at which the first certificate of the bundle, or the webhook server's certificate, expires",
             earliest_expiry.clone(),
         );
         let ready = Family::<ResourceLabels, Gauge>::default();
@@ -205,6 +205,14 @@ impl Metrics {
                 .get_or_create(resource)
                 .set(first.not_after.as_second());
         }
+    }
+
+    /// The first expiry that matters for `resource`: the bundle's first certificate or the
+    /// webhook server's certificate, whichever comes first.
+    pub fn earliest_expiry(&self, resource: &ResourceLabels, at: jiff::Timestamp) {
+        self.earliest_expiry
+            .get_or_create(resource)
+            .set(at.as_second());
     }
 
     pub fn ready(&self, resource: &ResourceLabels, ready: bool) {

@@ -6,3 +6,4 @@ pub mod bundle;
 pub mod crd;
 pub mod files;
 pub mod run;
+pub mod webhook_check;

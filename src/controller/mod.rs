@@ -17,6 +17,7 @@ pub mod status;
 pub mod step;
 mod upload;
 pub mod watch;
+mod webhook_trust;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -13,13 +13,18 @@ use serde_json::json;
 use super::restart::RolloutReport;
 use super::status::{
     BUNDLE_VALID, EXPIRING_SOON, INSECURE_TLS, READY, ROLLOUT_COMPLETE, UPLOADED, Verdict,
-    bundle_status, changed, expiry_verdict, merge_conditions, ready_verdict, short,
+    WEBHOOK_TRUSTED, bundle_status, changed, expiry_verdict, merge_conditions, ready_verdict,
+    short, webhook_expiry_verdict,
 };
 use super::step::{Requeue, StepFailure};
 use super::upload::Synced;
 use super::{CONTROLLER_NAME, Context};
 use crate::bundle::Bundle;
-use crate::crd::{BundleStatus, RolloutStatus, WebhookCaCertificate, WebhookCaCertificateStatus};
+use crate::crd::{
+    BundleStatus, RolloutStatus, WebhookCaCertificate, WebhookCaCertificateStatus,
+    WebhookTrustStatus,
+};
+use crate::webhook::{Check, Trust};
 
 /// The decisions of one pass, before they are written. Fields left `None` keep what status holds.
 pub struct Report {
@@ -31,6 +36,11 @@ pub struct Report {
     last_drift_check_time: Option<Time>,
     last_in_sync_time: Option<Time>,
     rollout: Option<RolloutStatus>,
+    /// `Some(None)` clears the webhook trust status (the check is switched off).
+    webhook_trust: Option<Option<WebhookTrustStatus>>,
+    /// When the bundle's first certificate and the webhook server's certificate expire.
+    bundle_expiry: Option<Timestamp>,
+    webhook_expiry: Option<Timestamp>,
     /// Events that are not condition changes: an upload, a restart begun.
     notes: Vec<(EventType, &'static str, String)>,
     requeue: Option<Duration>,
@@ -48,6 +58,9 @@ impl Report {
             last_drift_check_time: None,
             last_in_sync_time: None,
             rollout: None,
+            webhook_trust: None,
+            bundle_expiry: None,
+            webhook_expiry: None,
             notes: Vec::new(),
             requeue: None,
         }
@@ -96,6 +109,62 @@ impl Report {
         self.verdict(Verdict::new(BUNDLE_VALID, true, "Valid", message));
         self.verdict(expiry_verdict(bundle, now));
         self.bundle = Some(bundle_status(bundle));
+        self.bundle_expiry = bundle.earliest_expiry().map(|c| c.not_after);
+        // The webhook server's certificate seen last time counts until the next check.
+        let last_seen = wcc
+            .status
+            .as_ref()
+            .and_then(|s| s.webhook_trust.as_ref())
+            .and_then(|w| w.server_certificate.as_ref());
+        if let Some(server) = last_seen {
+            self.webhook_expiry(Some((&server.subject, server.not_after.0)), bundle, now);
+        }
+    }
+
+    /// The webhook server's certificate (subject, notAfter) joins the expiry: `ExpiringSoon`
+    /// names it when it expires first and soon; `None` leaves the bundle's alone.
+    fn webhook_expiry(
+        &mut self,
+        server: Option<(&str, Timestamp)>,
+        bundle: &Bundle,
+        now: Timestamp,
+    ) {
+        self.webhook_expiry = server.map(|(_, not_after)| not_after);
+        let verdict = server
+            .and_then(|(subject, not_after)| {
+                webhook_expiry_verdict(subject, not_after, bundle, now)
+            })
+            .unwrap_or_else(|| expiry_verdict(bundle, now));
+        self.verdicts.retain(|v| v.type_ != EXPIRING_SOON);
+        self.verdict(verdict);
+    }
+
+    /// A webhook trust check of this pass (`None`: none was due): the `WebhookTrusted`
+    /// condition, the status, and the server certificate's expiry.
+    pub fn webhook_checked(&mut self, check: Option<Check>, bundle: &Bundle, now: Timestamp) {
+        let Some(check) = check else { return };
+        let message = check.message.clone();
+        self.verdict(match check.trust {
+            Trust::Trusted => Verdict::new(WEBHOOK_TRUSTED, true, check.reason, message),
+            Trust::Untrusted => Verdict::new(WEBHOOK_TRUSTED, false, check.reason, message),
+            Trust::Unknown => Verdict::unknown(WEBHOOK_TRUSTED, check.reason, message),
+        });
+        let server = check
+            .server
+            .as_ref()
+            .map(|s| (s.subject.as_str(), s.not_after));
+        self.webhook_expiry(server, bundle, now);
+        let disabled = check.reason == crate::webhook::reason::CHECK_DISABLED;
+        self.webhook_trust =
+            Some((!disabled).then(|| super::webhook_trust::status(&check, bundle, now)));
+    }
+
+    /// The first expiry that matters: the bundle's or the webhook server's certificate.
+    pub fn earliest_expiry(&self) -> Option<Timestamp> {
+        match (self.bundle_expiry, self.webhook_expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn drift_checked(&mut self, now: Timestamp) {
@@ -156,9 +225,11 @@ impl Report {
         for v in changed(old, &self.verdicts) {
             let bad = match v.type_ {
                 EXPIRING_SOON | INSECURE_TLS => v.status,
+                WEBHOOK_TRUSTED => !v.status && !v.unknown,
                 _ => !v.status && !matches!(v.reason.as_str(), "Pending" | "RolloutInProgress"),
             };
-            let good_news = v.status && matches!(v.type_, READY | ROLLOUT_COMPLETE);
+            let good_news =
+                v.status && matches!(v.type_, READY | ROLLOUT_COMPLETE | WEBHOOK_TRUSTED);
             if bad {
                 publish(ctx, wcc, EventType::Warning, &v.reason, v.message.clone()).await;
             } else if good_news {
@@ -195,6 +266,10 @@ impl Report {
                 .or(old.last_drift_check_time),
             last_in_sync_time: self.last_in_sync_time.clone().or(old.last_in_sync_time),
             rollout: self.rollout.clone().or(old.rollout),
+            webhook_trust: match &self.webhook_trust {
+                Some(decided) => decided.clone(),
+                None => old.webhook_trust,
+            },
         };
         let patch = json!({
             "apiVersion": WebhookCaCertificate::api_version(&()),

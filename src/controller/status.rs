@@ -16,6 +16,7 @@ pub const UPLOADED: &str = "Uploaded";
 pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
 pub const EXPIRING_SOON: &str = "ExpiringSoon";
 pub const INSECURE_TLS: &str = "InsecureTls";
+pub const WEBHOOK_TRUSTED: &str = "WebhookTrusted";
 
 /// A condition as the reconcile decides it; `lastTransitionTime` is filled in against the old
 /// status by [`merge_conditions`].
@@ -23,6 +24,8 @@ pub const INSECURE_TLS: &str = "InsecureTls";
 pub struct Verdict {
     pub type_: &'static str,
     pub status: bool,
+    /// Neither True nor False: the step could not find out (`status` is then false).
+    pub unknown: bool,
     pub reason: String,
     pub message: String,
 }
@@ -37,8 +40,30 @@ impl Verdict {
         Self {
             type_,
             status,
+            unknown: false,
             reason: reason.into(),
             message: message.into(),
+        }
+    }
+
+    /// A condition with status Unknown.
+    pub fn unknown(
+        type_: &'static str,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            unknown: true,
+            ..Self::new(type_, false, reason, message)
+        }
+    }
+
+    /// `True`, `False` or `Unknown`, as metav1.Condition spells it.
+    pub fn condition_status(&self) -> &'static str {
+        match (self.unknown, self.status) {
+            (true, _) => "Unknown",
+            (false, true) => "True",
+            (false, false) => "False",
         }
     }
 }
@@ -89,7 +114,7 @@ pub fn merge_conditions(
     let mut out: Vec<Condition> = verdicts
         .iter()
         .map(|v| {
-            let status = if v.status { "True" } else { "False" };
+            let status = v.condition_status();
             let last_transition_time = match old_by_type.get(v.type_) {
                 Some(previous) if previous.status == status => {
                     previous.last_transition_time.clone()
@@ -120,7 +145,7 @@ pub fn changed<'a>(old: &[Condition], verdicts: &'a [Verdict]) -> Vec<&'a Verdic
     verdicts
         .iter()
         .filter(|v| {
-            let status = if v.status { "True" } else { "False" };
+            let status = v.condition_status();
             !old.iter()
                 .any(|c| c.type_ == v.type_ && c.status == status && c.reason == v.reason)
         })
@@ -161,15 +186,12 @@ pub const EXPIRY_WARNING: jiff::SignedDuration = jiff::SignedDuration::from_hour
 /// The `ExpiringSoon` verdict for a bundle at `now`.
 pub fn expiry_verdict(bundle: &Bundle, now: Timestamp) -> Verdict {
     match bundle.earliest_expiry() {
-        Some(first) if first.not_after.duration_since(now) < EXPIRY_WARNING => Verdict::new(
-            EXPIRING_SOON,
-            true,
-            "ExpiringSoon",
-            format!(
+        Some(first) if first.not_after.duration_since(now) < EXPIRY_WARNING => {
+            expiring_soon(format!(
                 "{} expires at {} (source {})",
                 first.subject, first.not_after, first.source
-            ),
-        ),
+            ))
+        }
         Some(first) => Verdict::new(
             EXPIRING_SOON,
             false,
@@ -178,6 +200,29 @@ pub fn expiry_verdict(bundle: &Bundle, now: Timestamp) -> Verdict {
         ),
         None => Verdict::new(EXPIRING_SOON, false, "NoCertificates", ""),
     }
+}
+
+fn expiring_soon(message: String) -> Verdict {
+    Verdict::new(EXPIRING_SOON, true, "ExpiringSoon", message)
+}
+
+/// The `ExpiringSoon` verdict when the webhook server's certificate `subject` expires at
+/// `not_after`, before every bundle certificate, and within the warning window; `None` when it
+/// does not decide the condition.
+pub fn webhook_expiry_verdict(
+    subject: &str,
+    not_after: Timestamp,
+    bundle: &Bundle,
+    now: Timestamp,
+) -> Option<Verdict> {
+    let first_in_bundle = bundle.earliest_expiry().map(|c| c.not_after);
+    (first_in_bundle.is_none_or(|first| not_after < first)
+        && not_after.duration_since(now) < EXPIRY_WARNING)
+        .then(|| {
+            expiring_soon(format!(
+                "the webhook server's certificate {subject} expires at {not_after}"
+            ))
+        })
 }
 
 /// `Ready` from the other verdicts: true only when every condition it depends on holds.
@@ -280,6 +325,44 @@ mod tests {
         );
         let invalid = [Verdict::new(BUNDLE_VALID, false, "PrivateKeyRefused", "")];
         assert_eq!(ready_verdict(&invalid, true).reason, "PrivateKeyRefused");
+    }
+
+    #[test]
+    fn an_unknown_verdict_is_an_unknown_condition_and_a_change() {
+        let old = vec![condition(WEBHOOK_TRUSTED, "True", "Trusted", 100)];
+        let verdicts = [Verdict::unknown(WEBHOOK_TRUSTED, "Unreachable", "closed")];
+        let merged = merge_conditions(
+            &old,
+            &verdicts,
+            Some(2),
+            Timestamp::from_second(500).expect("valid"),
+        );
+        assert_eq!(merged[0].status, "Unknown");
+        assert_eq!(merged[0].last_transition_time.0.as_second(), 500);
+        assert_eq!(changed(&merged, &verdicts).len(), 0);
+        assert_eq!(changed(&old, &verdicts).len(), 1);
+    }
+
+    #[test]
+    fn the_webhook_certificate_decides_expiring_soon_only_when_it_comes_first() {
+        let pem = test_support::certs::ca_pem("Far Root"); // valid until 4096
+        let bundle = crate::bundle::build(
+            &[crate::bundle::SourceInput {
+                source: "s",
+                pem: &pem,
+            }],
+            &crate::bundle::Policy::defaults_at(Timestamp::now()),
+        )
+        .expect("bundle");
+        let now = Timestamp::from_second(1_800_000_000).expect("valid");
+        let soon = Timestamp::from_second(1_800_000_000 + 86_400).expect("valid");
+        let verdict = webhook_expiry_verdict("CN=hook", soon, &bundle, now).expect("decides");
+        assert!(
+            verdict.status && verdict.message.contains("webhook server"),
+            "{verdict:?}"
+        );
+        let later = Timestamp::from_second(1_800_000_000 + 90 * 86_400).expect("valid");
+        assert_eq!(webhook_expiry_verdict("CN=hook", later, &bundle, now), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub struct WebhookCaCertificateStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// The current state, one entry per type: `Ready`, `BundleValid`, `Uploaded`,
-    /// `RolloutComplete`, `ExpiringSoon` and `InsecureTls`.
+    /// `RolloutComplete`, `ExpiringSoon`, `InsecureTls` and `WebhookTrusted`.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -39,6 +39,43 @@ pub struct WebhookCaCertificateStatus {
     /// Progress of the restart that follows an upload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
+    /// The last webhook trust check (see `spec.webhookTrust`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_trust: Option<WebhookTrustStatus>,
+}
+
+/// What the last webhook trust check saw. The webhook URL itself is not recorded: it may carry
+/// credentials; only its host and port are.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookTrustStatus {
+    /// `host:port` of the webhook server checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// When the check ran.
+    pub checked_at: Time,
+    /// The SHA-256 of the bundle checked against.
+    pub bundle_sha256: String,
+    /// The certificate the webhook server presented (its leaf).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_certificate: Option<WebhookCertificateStatus>,
+    /// The bundle certificate that anchors the server's chain, when one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<WebhookCertificateStatus>,
+}
+
+/// One certificate named by the webhook trust check.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookCertificateStatus {
+    /// Subject distinguished name.
+    pub subject: String,
+    /// Issuer distinguished name.
+    pub issuer: String,
+    /// End of validity.
+    pub not_after: Time,
+    /// SHA-256 fingerprint of the DER encoding (hex).
+    pub sha256: String,
 }
 
 /// Summary of a built bundle. Certificates are public; no private material is ever recorded.

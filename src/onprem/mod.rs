@@ -20,6 +20,7 @@ pub mod health;
 pub mod login_backoff;
 pub mod pinning;
 pub mod retry;
+pub mod settings;
 
 pub use auth::{CredentialError, CredentialSource, Credentials, Secret, from_fn};
 pub use certificates::{DeleteOutcome, UPLOAD_CONTENT_TYPE, WEBHOOK_CA_PATH};
@@ -27,3 +28,4 @@ pub use client::{ClientConfig, OnPremClient, REQUEST_ID_HEADER, TlsTrust};
 pub use error::{ApiError, EnvelopeError, Reason};
 pub use health::{GatewayStatus, Health, NodeHealth, NodeRole};
 pub use retry::RetryPolicy;
+pub use settings::APPLICATION_SETTINGS_PATH;
