@@ -175,7 +175,7 @@ async fn refuses_a_bundle_that_drops_the_webhook_ca_and_follows_a_rotation_throu
     operator.shutdown().await;
 }
 
-/// Scenario 2 under `Warn`: the same bundle is uploaded, with a Warning.
+/// Scenario 2 under `Warn`: the same bundle is uploaded, with a Warning; then `Ignore`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warn_uploads_a_bundle_that_would_not_trust_the_webhook_and_says_so() {
     let (a, b) = (
@@ -195,6 +195,27 @@ async fn warn_uploads_a_bundle_that_would_not_trust_the_webhook_and_says_so() {
         warnings.iter().any(|r| r == "UntrustedChain"),
         "{warnings:?}"
     );
+    let uploaded_anyway = operator_events(&ns)
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("WebhookUntrusted"))
+        .filter_map(|e| e.note)
+        .collect::<Vec<_>>();
+    assert!(
+        uploaded_anyway
+            .iter()
+            .any(|n| n.starts_with("uploaded although")),
+        "{uploaded_anyway:?}"
+    );
+
+    // Ignore: no check at all, and nothing left in status from the last one.
+    apply_wcc(
+        &ns,
+        spec(&sim, json!({"webhookTrust": {"policy": "Ignore"}})),
+    )
+    .await;
+    let wcc = wait_condition(&ns, "WebhookTrusted", "Unknown", "CheckDisabled").await;
+    assert_eq!(wcc.status.and_then(|s| s.webhook_trust), None);
     operator.shutdown().await;
 }
 

@@ -154,8 +154,11 @@ async fn steps(pass: &Pass<'_>, report: &mut Report) -> Result<(), StepFailure> 
     let trust = webhook_trust::check(pass, &client, &bundle, uploading).await;
     let gate = webhook_trust::gate(wcc, trust.as_ref(), uploading);
     report.webhook_checked(trust, &bundle, now);
-    gate?;
+    let warning = gate?;
     let synced = upload::sync(pass, &client, &bundle, remote.as_deref(), plan).await?;
+    if let Some(warning) = warning {
+        report.warn(webhook_trust::WEBHOOK_UNTRUSTED, warning);
+    }
     let drift_since = synced.drift_since();
     report.synced(&bundle.sha256, synced, now);
 

@@ -70,6 +70,11 @@ impl Report {
         self.verdicts.push(verdict);
     }
 
+    /// A Warning Event about what this pass did, not a condition change.
+    pub fn warn(&mut self, reason: &'static str, message: String) {
+        self.notes.push((EventType::Warning, reason, message));
+    }
+
     fn requeue_on(&mut self, requeue: Requeue) {
         let after = match requeue {
             Requeue::Retry => self.retry,

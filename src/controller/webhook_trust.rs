@@ -72,31 +72,33 @@ fn due(wcc: &WebhookCaCertificate, bundle: &Bundle, now: Timestamp) -> bool {
 }
 
 /// Stops the pass before the upload when the policy is `Refuse` and the bundle itself would
-/// not trust the webhook server.
+/// not trust the webhook server. Under `Warn` the upload goes on, and the warning to publish
+/// with it is returned.
 pub fn gate(
     wcc: &WebhookCaCertificate,
     check: Option<&Check>,
     uploading: bool,
-) -> Result<(), StepFailure> {
-    match check {
-        Some(check)
-            if uploading
-                && check.blocks_upload()
-                && wcc.spec.webhook_trust.policy == WebhookTrustPolicy::Refuse =>
-        {
-            Err(StepFailure::halt(
-                UPLOADED,
-                WEBHOOK_UNTRUSTED,
-                format!(
-                    "not uploaded, the API keeps its bundle (spec.webhookTrust.policy: Refuse): \
-                     {}",
-                    check.message
-                ),
-                // The webhook server may change its certificate, which no watch sees.
-                Requeue::Retry,
-            ))
-        }
-        _ => Ok(()),
+) -> Result<Option<String>, StepFailure> {
+    let Some(check) = check.filter(|c| uploading && c.blocks_upload()) else {
+        return Ok(None);
+    };
+    match wcc.spec.webhook_trust.policy {
+        WebhookTrustPolicy::Refuse => Err(StepFailure::halt(
+            UPLOADED,
+            WEBHOOK_UNTRUSTED,
+            format!(
+                "not uploaded, the API keeps its bundle (spec.webhookTrust.policy: Refuse): {}",
+                check.message
+            ),
+            // The webhook server may change its certificate, which no watch sees.
+            Requeue::Retry,
+        )),
+        WebhookTrustPolicy::Warn => Ok(Some(format!(
+            "uploaded although the coreapps will not trust the webhook server with it \
+             (spec.webhookTrust.policy: Warn): {}",
+            check.message
+        ))),
+        WebhookTrustPolicy::Ignore => Ok(None),
     }
 }
 
@@ -219,9 +221,19 @@ mod tests {
             reason: reason::HOSTNAME_MISMATCH,
             ..untrusted.clone()
         };
-        assert!(gate(&wcc("Refuse", None, "", 1), Some(&hostname), true).is_ok());
+        assert_eq!(
+            gate(&wcc("Refuse", None, "", 1), Some(&hostname), true),
+            Ok(None)
+        );
+        assert_eq!(
+            gate(&wcc("Warn", None, "", 1), Some(&hostname), true),
+            Ok(None)
+        );
         let unknown = Check::unknown(reason::UNREACHABLE, "closed");
-        assert!(gate(&wcc("Refuse", None, "", 1), Some(&unknown), true).is_ok());
-        assert!(gate(&wcc("Refuse", None, "", 1), None, true).is_ok());
+        assert_eq!(
+            gate(&wcc("Refuse", None, "", 1), Some(&unknown), true),
+            Ok(None)
+        );
+        assert_eq!(gate(&wcc("Refuse", None, "", 1), None, true), Ok(None));
     }
 }
