@@ -1,8 +1,8 @@
 //! One reconcile of a `WebhookCaCertificate`, as a list of typed steps: sources -> bundle ->
-//! API client -> drift check -> webhook trust -> upload -> restart and rollout -> status. Level-based: every
-//! step looks at what is, not at what happened, so a crash anywhere is repaired by the next
-//! pass. A step that cannot go on returns a [`StepFailure`]; its condition, reason and requeue
-//! are recorded in one place (`Report::stopped`).
+//! API client -> drift check -> webhook trust -> upload -> restart and rollout -> status.
+//! Level-based: every step looks at what is, not at what happened, so a crash anywhere is
+//! repaired by the next pass. A step that cannot go on returns a [`StepFailure`]; its
+//! condition, reason and requeue are recorded in one place (`Report::stopped`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
