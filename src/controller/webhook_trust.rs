@@ -46,7 +46,16 @@ pub async fn check(
             Err(unknown) => return Some(unknown),
         },
     };
-    Some(webhook::check_url(&url, bundle, HANDSHAKE_TIMEOUT, pass.now).await)
+    let check = webhook::check_url(&url, bundle, HANDSHAKE_TIMEOUT, pass.now).await;
+    // The endpoint only: the URL may carry credentials.
+    tracing::info!(
+        resource = %pass.key,
+        endpoint = check.endpoint.as_deref().unwrap_or("-"),
+        reason = check.reason,
+        uploading,
+        "webhook trust checked"
+    );
+    Some(check)
 }
 
 /// Whether the last check no longer speaks for this pass: none yet, another bundle, another

@@ -156,8 +156,8 @@ fn settings_error(e: &ApiError) -> Check {
         Check::unknown(
             reason::SETTINGS_FORBIDDEN,
             format!(
-                "the application settings cannot be read (admin only): {e}; set \
-                 spec.webhookTrust.url to check without them"
+                "the application settings cannot be read (admin only): {e}; give the \
+                 webhook URL instead (spec.webhookTrust.url, or --webhook-url)"
             ),
         )
     } else {
