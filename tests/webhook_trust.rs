@@ -340,5 +340,37 @@ async fn a_self_signed_openssl_webhook_certificate_given_as_the_bundle_is_truste
         seen.server_certificate.map(|s| s.sha256),
         "the certificate is its own anchor"
     );
+
+    // The steady state stays cheap: the passes that followed the rollout, and one brought by
+    // an unrelated change of the Secret, checked nothing again (default driftCheckInterval).
+    let settings_reads = || {
+        sim.requests()
+            .iter()
+            .filter(|r| r.path == "/v1/settings/application")
+            .count()
+    };
+    assert_eq!((webhook.handshakes(), settings_reads()), (1, 1));
+    let api: kube::Api<WebhookCaCertificate> = ns.api();
+    let drift_checked = || async {
+        let wcc = api.get("prod").await.expect("get prod");
+        wcc.status.and_then(|s| s.last_drift_check_time)
+    };
+    let before = drift_checked().await;
+    // Each touch of the Secret brings a pass; status times have whole seconds, so touch it
+    // until a pass lands in another second.
+    let touches = std::sync::atomic::AtomicUsize::new(0);
+    wait_for("another pass", || async {
+        let n = touches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let note = format!("not PEM, not read {n}");
+        set_secret(&ns, "internal-ca", "unrelated", &note).await;
+        let seen = drift_checked().await;
+        if seen != before {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
+    assert_eq!((webhook.handshakes(), settings_reads()), (1, 1));
     operator.shutdown().await;
 }
