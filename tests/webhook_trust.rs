@@ -374,3 +374,69 @@ async fn a_self_signed_openssl_webhook_certificate_given_as_the_bundle_is_truste
     assert_eq!((webhook.handshakes(), settings_reads()), (1, 1));
     operator.shutdown().await;
 }
+
+/// The probe on its own: a server that accepts the connection but never answers the handshake
+/// is a `Timeout`, one that answers with something other than TLS is `HandshakeFailed`; both
+/// Unknown, neither blocks.
+#[tokio::test]
+async fn a_silent_or_non_tls_server_is_unknown() {
+    use webhook_ca_operator::webhook::{Trust, check_url};
+    let bundle =
+        test_support::operator::canonical_bundle(&[&CertSpec::ca("Probe CA").self_signed().pem]);
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let silent_url = format!(
+        "https://localhost:{}/",
+        silent.local_addr().expect("addr").port()
+    );
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            open.push(conn); // held open, never answered
+        }
+    });
+    let check = check_url(
+        &silent_url,
+        &bundle,
+        Duration::from_millis(500),
+        jiff::Timestamp::now(),
+    )
+    .await;
+    assert_eq!(
+        (check.trust, check.reason),
+        (Trust::Unknown, "Timeout"),
+        "{}",
+        check.message
+    );
+    assert!(!check.blocks_upload());
+
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let plain_url = format!(
+        "https://127.0.0.1:{}/",
+        plain.local_addr().expect("addr").port()
+    );
+    let answered = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt as _;
+        while let Ok((mut conn, _)) = plain.accept().await {
+            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        }
+    });
+    let check = check_url(
+        &plain_url,
+        &bundle,
+        Duration::from_secs(5),
+        jiff::Timestamp::now(),
+    )
+    .await;
+    assert_eq!(
+        (check.trust, check.reason),
+        (Trust::Unknown, "HandshakeFailed"),
+        "{}",
+        check.message
+    );
+    held.abort();
+    answered.abort();
+}
