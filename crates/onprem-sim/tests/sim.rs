@@ -936,7 +936,13 @@ async fn binary_prints_its_url_and_serves_until_sigterm() {
     let ca_file = dir.path().join("ca.pem");
     let mut child = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_onprem-sim"))
-            .args(["--variant", "code", "--write-ca"])
+            .args([
+                "--variant",
+                "code",
+                "--webhook-url",
+                "https://hooks.example/wa",
+                "--write-ca",
+            ])
             .arg(&ca_file)
             .env("WCO_SIM_ADMIN_PASSWORD", "Cli-Passw0rd!")
             .stdout(Stdio::piped())
@@ -979,6 +985,17 @@ async fn binary_prints_its_url_and_serves_until_sigterm() {
         .await
         .expect("get");
     assert_eq!(api_error(r).await, (404, 1006), "--variant code applies");
+    let r = c
+        .get(format!("{url}/v1/settings/application"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("settings");
+    let settings: Value = r.json().await.expect("settings JSON");
+    assert_eq!(
+        settings["settings"]["application"]["webhooks"]["url"], "https://hooks.example/wa",
+        "--webhook-url applies"
+    );
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
