@@ -302,7 +302,7 @@ pub async fn publish(
     let event = Event {
         type_,
         reason: reason.to_owned(),
-        note: Some(note),
+        note: Some(super::status::bounded(&note)),
         action: "Reconcile".to_owned(),
         secondary: None,
     };

@@ -85,14 +85,17 @@ pub fn short(sha: &str) -> &str {
     sha.get(..16).unwrap_or(sha)
 }
 
-/// Messages end up in `kubectl describe` and Events; keep them short and bounded.
+/// Messages end up in `kubectl describe` and Events; keep them short and bounded. An Event's
+/// note may hold at most 1 kB: a longer one is refused by the apiserver.
 const MAX_MESSAGE: usize = 1024;
 
-fn bounded(message: &str) -> String {
+/// `message` cut to at most [`MAX_MESSAGE`] bytes, ellipsis included. Some messages quote what a
+/// server presented (certificate names), which no one bounds for us.
+pub(crate) fn bounded(message: &str) -> String {
     if message.len() <= MAX_MESSAGE {
         return message.to_owned();
     }
-    let mut end = MAX_MESSAGE;
+    let mut end = MAX_MESSAGE - "…".len();
     while !message.is_char_boundary(end) {
         end -= 1;
     }
@@ -369,7 +372,7 @@ mod tests {
     fn long_messages_are_bounded_on_a_char_boundary() {
         let long = "é".repeat(MAX_MESSAGE);
         let b = bounded(&long);
-        assert!(b.len() <= MAX_MESSAGE + "…".len());
+        assert!(b.len() <= MAX_MESSAGE, "{}", b.len());
         assert!(b.ends_with('…'));
     }
 }
