@@ -285,7 +285,11 @@ pub fn judge(
                     if names.is_empty() {
                         "none".to_owned()
                     } else {
-                        names.join(", ")
+                        names
+                            .iter()
+                            .map(|n| crate::bundle::printable(n))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     },
                     anchored(&anchor)
                 ),
