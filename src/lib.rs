@@ -16,3 +16,4 @@ pub mod onprem;
 pub mod reason;
 pub mod telemetry;
 pub mod tls;
+pub mod webhook;

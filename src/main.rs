@@ -18,7 +18,8 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Build and inspect PEM bundles from files, as the operator would.
     Bundle(cli::bundle::BundleArgs),
-    /// Push, read or delete the bundle on an On-Premises API directly (installations without a cluster).
+    /// Push, read or delete the bundle on an On-Premises API directly, and check it against the
+    /// webhook server (installations without a cluster).
     Api(cli::api::ApiArgs),
     /// Print the WebhookCaCertificate CustomResourceDefinition as YAML.
     Crd,

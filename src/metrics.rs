@@ -116,7 +116,6 @@ fn node_label(node: &NodeHealthStatus) -> (&'static str, &'static str) {
     (role_label(node.role.as_deref()), status)
 }
 
-
 /// One On-Premises API request: which endpoint (a fixed path), how, and what came back: the
 /// HTTP status code, or the transport failure's reason (`Connect`, `Timeout`, `Tls`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -234,7 +233,7 @@ impl Default for Metrics {
         let earliest_expiry = Family::<ResourceLabels, Gauge>::default();
         registry.register(
             "bundle_earliest_expiry_timestamp_seconds",
-            "Unix time at which the first certificate of the bundle expires",
+            "Unix time at which the first certificate of the bundle, or the webhook server's certificate, expires",
             earliest_expiry.clone(),
         );
         let ready = Family::<ResourceLabels, Gauge>::default();
@@ -360,6 +359,14 @@ impl Metrics {
                 .get_or_create(resource)
                 .set(first.not_after.as_second());
         }
+    }
+
+    /// The first expiry that matters for `resource`: the bundle's first certificate or the
+    /// webhook server's certificate, whichever comes first.
+    pub fn earliest_expiry(&self, resource: &ResourceLabels, at: jiff::Timestamp) {
+        self.earliest_expiry
+            .get_or_create(resource)
+            .set(at.as_second());
     }
 
     /// Whether the pass ended Ready; a Ready pass at `now` is the resource's last sync.

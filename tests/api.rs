@@ -950,3 +950,158 @@ async fn plain_http_is_refused_unless_allowed() {
     assert!(sim.stored_bundle().is_some());
     assert_eq!(seen(&sim, "POST", WEBHOOK_CA_PATH), 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// application settings and the webhook trust check
+
+#[tokio::test]
+async fn the_webhook_url_is_read_from_either_settings_shape() {
+    let sim = start_default().await;
+    let client = client(&sim);
+    assert_eq!(client.webhook_url().await.expect("settings"), None);
+    sim.set_webhook_url(Some("https://hooks.example:8443/wa".into()));
+    assert_eq!(
+        client.webhook_url().await.expect("settings").as_deref(),
+        Some("https://hooks.example:8443/wa")
+    );
+    sim.set_application_settings(onprem_sim::ApplicationSettings {
+        webhook_url: Some("https://old.example/".into()),
+        wrapped: false,
+    });
+    assert_eq!(
+        client
+            .webhook_url()
+            .await
+            .expect("unwrapped settings")
+            .as_deref(),
+        Some("https://old.example/")
+    );
+}
+
+#[tokio::test]
+async fn a_non_admin_cannot_read_the_settings() {
+    let sim = start(SimConfig {
+        users: vec![SimUser::regular("viewer", "Viewer-Passw0rd!")],
+        ..SimConfig::default()
+    })
+    .await;
+    let client = client_with(&sim, Credentials::login("viewer", "Viewer-Passw0rd!"));
+    let err = expect_err(client.webhook_url().await);
+    assert_eq!(err.status(), Some(403), "{err}");
+}
+
+/// A webhook server on loopback presenting a `localhost` certificate signed by `ca`.
+async fn webhook_signed_by(ca: &test_support::certs::Cert) -> test_support::webhook::WebhookServer {
+    let leaf = CertSpec::leaf("webhook.test")
+        .dns("localhost")
+        .signed_by(ca);
+    test_support::webhook::WebhookServer::start(&leaf.pem, &leaf.key_pem).await
+}
+
+#[tokio::test]
+async fn cli_push_refuses_a_bundle_the_webhook_server_would_not_be_trusted_by() {
+    let setup = CliSetup::new().await;
+    let (a, b) = (
+        CertSpec::ca("CLI Hook A").self_signed(),
+        CertSpec::ca("CLI Hook B").self_signed(),
+    );
+    let webhook = webhook_signed_by(&a).await;
+    setup.sim.set_webhook_url(Some(webhook.url("localhost")));
+    let (file_a, file_b) = (setup.file("a.pem", &a.pem), setup.file("b.pem", &b.pem));
+
+    let refused = setup.api(&["push", &file_b]).await;
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+    let err = stderr(&refused);
+    assert!(
+        err.contains("UntrustedChain") && err.contains("CN=CLI Hook A"),
+        "{err}"
+    );
+    assert_eq!(
+        seen(&setup.sim, "POST", WEBHOOK_CA_PATH),
+        0,
+        "nothing uploaded"
+    );
+
+    let dry = setup.api(&["push", "--dry-run", &file_b]).await;
+    assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
+    assert!(
+        stdout(&dry).contains("push would refuse"),
+        "{}",
+        stdout(&dry)
+    );
+
+    let trusted = setup.api(&["push", &file_a]).await;
+    assert_eq!(trusted.status.code(), Some(0), "{}", stderr(&trusted));
+    assert!(stderr(&trusted).contains("Trusted"), "{}", stderr(&trusted));
+    assert_eq!(
+        setup.sim.stored_bundle(),
+        Some(canonical_bundle(&[&a.pem]).pem)
+    );
+
+    let skipped = setup.api(&["push", "--skip-webhook-check", &file_b]).await;
+    assert_eq!(skipped.status.code(), Some(0), "{}", stderr(&skipped));
+    assert_eq!(
+        setup.sim.stored_bundle(),
+        Some(canonical_bundle(&[&b.pem]).pem)
+    );
+    assert_eq!(webhook.requests(), 0, "only handshakes, no request");
+}
+
+#[tokio::test]
+async fn cli_webhook_check_prints_the_verdict_and_exits_by_it() {
+    let setup = CliSetup::new().await;
+    let (a, b) = (
+        CertSpec::ca("Check A").self_signed(),
+        CertSpec::ca("Check B").self_signed(),
+    );
+    let webhook = webhook_signed_by(&a).await;
+    let (file_a, file_b) = (setup.file("a.pem", &a.pem), setup.file("b.pem", &b.pem));
+    let url = webhook.url("localhost");
+
+    // With --webhook-url: no API, no credentials.
+    let trusted = setup
+        .api_with_env(&["webhook-check", "--webhook-url", &url, &file_a], &[])
+        .await;
+    assert_eq!(trusted.status.code(), Some(0), "{}", stderr(&trusted));
+    let text = stdout(&trusted);
+    assert!(text.contains("webhook trust: trusted (Trusted)"), "{text}");
+    assert!(text.contains("anchored by: CN=Check A"), "{text}");
+    assert!(text.contains("issuer CN=Check A"), "{text}");
+    assert!(setup.sim.requests().is_empty(), "the API was not asked");
+
+    let untrusted = setup
+        .api_with_env(&["webhook-check", "--webhook-url", &url, &file_b], &[])
+        .await;
+    assert_eq!(untrusted.status.code(), Some(4), "{}", stdout(&untrusted));
+    assert!(
+        stdout(&untrusted).contains("UntrustedChain"),
+        "{}",
+        stdout(&untrusted)
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let nowhere = format!("https://127.0.0.1:{}/", closed.port());
+    let unknown = setup
+        .api_with_env(&["webhook-check", "--webhook-url", &nowhere, &file_a], &[])
+        .await;
+    assert_eq!(unknown.status.code(), Some(5), "{}", stdout(&unknown));
+    assert!(
+        stdout(&unknown).contains("Unreachable"),
+        "{}",
+        stdout(&unknown)
+    );
+
+    // Without: the URL comes from the API's settings.
+    setup.sim.set_webhook_url(Some(url));
+    let from_settings = setup.api(&["webhook-check", &file_a]).await;
+    assert_eq!(
+        from_settings.status.code(),
+        Some(0),
+        "{}",
+        stderr(&from_settings)
+    );
+    assert_eq!(webhook.requests(), 0);
+}

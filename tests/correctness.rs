@@ -114,22 +114,10 @@ async fn an_emptied_named_key_is_an_invalid_source_unless_optional() {
 /// (`openssl req -newkey rsa:2048 -nodes -keyout key.pem -x509 -days 365 -out certificate.pem`),
 /// with `-subj` added so that it does not prompt. OpenSSL marks it CA:TRUE.
 fn openssl_self_signed(dir: &Path) -> TlsIdentity {
-    let out = std::process::Command::new("openssl")
-        .current_dir(dir)
-        .args(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem"])
-        .args(["-x509", "-days", "365", "-out", "certificate.pem"])
-        .args(["-subj", "/CN=127.0.0.1"])
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("openssl output");
+    let made = test_support::certs::openssl_req_x509(dir, "127.0.0.1");
     let identity = TlsIdentity {
-        cert_pem: read("certificate.pem"),
-        key_pem: read("key.pem"),
+        cert_pem: made.cert_pem,
+        key_pem: made.key_pem,
     };
     let info = bundle::build(
         &[SourceInput {

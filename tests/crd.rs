@@ -124,6 +124,12 @@ async fn the_example_is_accepted_and_defaults_apply() {
         std::time::Duration::from_secs(720 * 3600),
         "ExpiringSoon's window defaults to 720h"
     );
+    assert_eq!(
+        minimal.spec.webhook_trust.policy,
+        webhook_ca_operator::crd::WebhookTrustPolicy::Refuse,
+        "the webhook trust check refuses by default"
+    );
+    assert_eq!(minimal.spec.webhook_trust.url, None);
 
     let prod = api.get("prod").await.expect("get prod");
     assert_eq!(prod.spec.sources.len(), 3);
@@ -221,6 +227,24 @@ async fn cel_rules_refuse_what_the_schema_cannot_say() {
     let mut kind = valid();
     kind["spec"]["restart"] = json!({"targets": [{"kind": "Pod", "name": "coreapp"}]});
     expect_refused(&ns, "unsupported workload kind", &kind, "Unsupported value");
+
+    let mut webhook = valid();
+    webhook["spec"]["webhookTrust"] = json!({"url": "http://hooks.example/wa"});
+    expect_refused(
+        &ns,
+        "an http webhook URL to check",
+        &webhook,
+        "webhookTrust.url must be an https:// URL",
+    );
+    webhook["spec"]["webhookTrust"] = json!({"policy": "Sometimes"});
+    expect_refused(
+        &ns,
+        "an unknown webhook trust policy",
+        &webhook,
+        "Unsupported value",
+    );
+    webhook["spec"]["webhookTrust"] = json!({"policy": "Warn", "url": "https://hooks.example/wa"});
+    apply_in(&ns, &webhook).unwrap_or_else(|e| panic!("a valid webhookTrust was refused: {e}"));
 }
 
 fn expect_refused(ns: &TestNamespace, what: &str, object: &serde_json::Value, message: &str) {

@@ -84,7 +84,7 @@ fn timestamp(time: ASN1Time, field: &str) -> Result<Timestamp, String> {
 
 /// Names end up in tables, status fields and Events: control characters from a hostile
 /// certificate are escaped so that they cannot rewrite a terminal or split a log line.
-fn printable(name: &str) -> String {
+pub(crate) fn printable(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for c in name.chars() {
         if c.is_control() {

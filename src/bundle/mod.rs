@@ -27,6 +27,7 @@ mod tests;
 use std::collections::HashSet;
 
 pub use cert::CertificateInfo;
+pub(crate) use cert::{inspect, printable};
 pub use error::BundleError;
 pub use pem::PemError;
 pub use policy::{Action, Finding, Order, Policy};

@@ -1,12 +1,14 @@
-//! `webhook-ca-operator api push FILE... | get | delete | health`: the operator's API client on
-//! the command line, for installations without a cluster (docker-compose, VMs).
+//! `webhook-ca-operator api push FILE... | get | delete | health | webhook-check FILE...`: the
+//! operator's API client on the command line, for installations without a cluster
+//! (docker-compose, VMs).
 //!
 //! Credentials come from the environment (`WA_API_USERNAME` + `WA_API_PASSWORD`, or
 //! `WA_API_TOKEN`) or from files (`--password-file`, `--token-file`), never from argument values,
 //! which other users of the machine can read in the process list.
 //!
 //! Exit codes: 0 done; 1 failed (message on stderr with reason and request id); 2 usage;
-//! 3 `get` found no bundle stored.
+//! 3 `get` found no bundle stored; 4 the bundle would not trust the webhook server (`push`
+//! refused, or `webhook-check`'s verdict); 5 `webhook-check` found no definite answer.
 
 use std::io::{self, IsTerminal as _};
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use clap::Subcommand;
 use jiff::Timestamp;
 
 use super::files::{self, InputError};
+use super::webhook_check::{self, EXIT_WEBHOOK_UNTRUSTED};
 use crate::NAME;
 use crate::bundle::{self, Bundle, BundleError, Policy, SourceInput};
 use crate::onprem::{
@@ -90,6 +93,24 @@ enum ApiCommand {
         /// nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Upload without checking that the bundle trusts the webhook server's certificate.
+        #[arg(long, conflicts_with = "webhook_url")]
+        skip_webhook_check: bool,
+        /// The webhook URL to check instead of the one in the API's application settings.
+        #[arg(long, value_name = "URL")]
+        webhook_url: Option<String>,
+    },
+    /// Build the bundle from FILEs and check, without uploading, that it trusts the certificate
+    /// the webhook server presents (a TLS handshake, no HTTP request). Exit 0 trusted, 4 not
+    /// trusted, 5 no definite answer.
+    WebhookCheck {
+        /// PEM files, merged in this order; `-` reads standard input.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// The webhook URL; without it, the one in the API's application settings (needs
+        /// --url and admin credentials).
+        #[arg(long, value_name = "URL")]
+        webhook_url: Option<String>,
     },
     /// Print the stored bundle on stdout; exit 3 when none is stored.
     Get,
@@ -118,12 +139,19 @@ enum CliError {
     ReadBackDiffers { sent: String },
     #[error("writing the output: {0}")]
     Write(#[source] io::Error),
+    #[error(
+        "not uploaded: {0} (--skip-webhook-check uploads anyway; the coreapps would then refuse \
+         the webhook server)"
+    )]
+    WebhookUntrusted(String),
 }
 
 /// Why `run` stops early without it being a failure.
 enum Done {
     Success,
     NothingStored,
+    /// `webhook-check`'s verdict, as its exit code.
+    WebhookCheck(u8),
 }
 
 pub async fn run(args: ApiArgs) -> ExitCode {
@@ -131,12 +159,14 @@ pub async fn run(args: ApiArgs) -> ExitCode {
     match execute(args).await {
         Ok(Done::Success) => ExitCode::SUCCESS,
         Ok(Done::NothingStored) => ExitCode::from(EXIT_NOTHING_STORED),
+        Ok(Done::WebhookCheck(code)) => ExitCode::from(code),
         Err(err) => {
             // One line, whatever a server put into a title.
             let line = err.to_string().replace(['\n', '\r'], " ");
             eprintln!("{NAME} api: error: {line}");
             match err {
                 CliError::Usage(_) | CliError::Input(InputError::StdinTwice) => ExitCode::from(2),
+                CliError::WebhookUntrusted(_) => ExitCode::from(EXIT_WEBHOOK_UNTRUSTED),
                 _ => ExitCode::FAILURE,
             }
         }
@@ -163,24 +193,45 @@ fn init_logging() {
 async fn execute(args: ApiArgs) -> Result<Done, CliError> {
     let conn = &args.connection;
     match args.command {
-        ApiCommand::Push { files, dry_run } => {
+        ApiCommand::Push {
+            files,
+            dry_run,
+            skip_webhook_check,
+            webhook_url,
+        } => {
             // Input first: a key or a broken file is refused before anything else, the
             // network included.
-            let sources = files::read_sources(&files).await?;
-            let inputs: Vec<SourceInput<'_>> = sources
-                .iter()
-                .map(|(source, pem)| SourceInput { source, pem })
-                .collect();
-            let bundle = bundle::build(&inputs, &Policy::defaults_at(Timestamp::now()))?;
-            for warning in &bundle.warnings {
-                eprintln!("{NAME} api: warning: {warning}");
-            }
+            let bundle = build_bundle(&files).await?;
             let client = connect(conn).await?;
-            if dry_run {
-                dry_run_push(&client, &bundle).await
+            let check = if skip_webhook_check {
+                None
             } else {
-                push(&client, &bundle).await
+                Some(webhook_check::check(&bundle, webhook_url.as_deref(), Some(&client)).await)
+            };
+            if dry_run {
+                return dry_run_push(&client, &bundle, check.as_ref()).await;
             }
+            if let Some(check) = check {
+                eprintln!(
+                    "{NAME} api: webhook trust: {}: {}",
+                    check.reason, check.message
+                );
+                if check.blocks_upload() {
+                    return Err(CliError::WebhookUntrusted(check.message));
+                }
+            }
+            push(&client, &bundle).await
+        }
+        ApiCommand::WebhookCheck { files, webhook_url } => {
+            let bundle = build_bundle(&files).await?;
+            let client = match webhook_url {
+                Some(_) => None,
+                None => Some(connect(conn).await?),
+            };
+            let check =
+                webhook_check::check(&bundle, webhook_url.as_deref(), client.as_ref()).await;
+            write_stdout(&webhook_check::describe(&check))?;
+            Ok(Done::WebhookCheck(webhook_check::exit_code(&check)))
         }
         ApiCommand::Get => {
             let client = connect(conn).await?;
@@ -216,6 +267,20 @@ async fn execute(args: ApiArgs) -> Result<Done, CliError> {
     }
 }
 
+/// The bundle from `files` as `bundle build` makes it; its warnings go to stderr.
+async fn build_bundle(files: &[PathBuf]) -> Result<Bundle, CliError> {
+    let sources = files::read_sources(files).await?;
+    let inputs: Vec<SourceInput<'_>> = sources
+        .iter()
+        .map(|(source, pem)| SourceInput { source, pem })
+        .collect();
+    let bundle = bundle::build(&inputs, &Policy::defaults_at(Timestamp::now()))?;
+    for warning in &bundle.warnings {
+        eprintln!("{NAME} api: warning: {warning}");
+    }
+    Ok(bundle)
+}
+
 async fn push(client: &OnPremClient, bundle: &Bundle) -> Result<Done, CliError> {
     client.upload_webhook_ca(&bundle.pem).await?;
     let stored = client.get_webhook_ca().await?;
@@ -233,7 +298,11 @@ async fn push(client: &OnPremClient, bundle: &Bundle) -> Result<Done, CliError> 
     Ok(Done::Success)
 }
 
-async fn dry_run_push(client: &OnPremClient, bundle: &Bundle) -> Result<Done, CliError> {
+async fn dry_run_push(
+    client: &OnPremClient,
+    bundle: &Bundle,
+    check: Option<&crate::webhook::Check>,
+) -> Result<Done, CliError> {
     let remote = client.get_webhook_ca().await?;
     let mut text = format!(
         "would upload {} certificate(s), sha256 {}\n",
@@ -253,6 +322,12 @@ async fn dry_run_push(client: &OnPremClient, bundle: &Bundle) -> Result<Done, Cl
         Some(remote) if bundle.matches(&remote) => "stored: same certificates; nothing to do\n",
         Some(_) => "stored: differs; an upload would replace it\n",
     });
+    if let Some(check) = check {
+        text.push_str(&webhook_check::describe(check));
+        if check.blocks_upload() {
+            text.push_str("push would refuse to upload this bundle\n");
+        }
+    }
     write_stdout(&text)?;
     Ok(Done::Success)
 }

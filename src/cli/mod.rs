@@ -7,3 +7,4 @@ pub mod crd;
 pub mod files;
 pub mod knobs;
 pub mod run;
+pub mod webhook_check;

@@ -19,6 +19,7 @@ pub mod status;
 pub mod step;
 mod upload;
 pub mod watch;
+mod webhook_trust;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,8 +1,8 @@
 //! One reconcile of a `WebhookCaCertificate`, as a list of typed steps: sources -> bundle ->
-//! API client -> drift check -> upload -> restart and rollout -> read-back and health -> status.
-//! Level-based: every step looks at what is, not at what happened, so a crash anywhere is
-//! repaired by the next pass. A step that cannot go on returns a [`StepFailure`]; its condition,
-//! reason and requeue are recorded in one place (`Report::stopped`).
+//! API client -> drift check -> webhook trust -> upload -> restart and rollout -> read-back and
+//! health -> status. Level-based: every step looks at what is, not at what happened, so a crash
+//! anywhere is repaired by the next pass. A step that cannot go on returns a [`StepFailure`]; its
+//! condition, reason and requeue are recorded in one place (`Report::stopped`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ use super::report::Report;
 use super::sources::resolve_sources;
 use super::status::{BUNDLE_VALID, READY};
 use super::step::{Pass, Requeue, StepFailure};
-use super::{Context, api, conflict, deletion, health, restart, upload};
+use super::{Context, api, conflict, deletion, health, restart, upload, webhook_trust};
 use crate::bundle::{self, SourceInput};
 use crate::crd::WebhookCaCertificate;
 use crate::metrics::ResourceLabels;
@@ -116,6 +116,9 @@ async fn run(
     }
     let ready = report.decide_ready(wcc.spec.restart.wait_for_rollout);
     ctx.metrics.ready(resource, ready, pass.now);
+    if let Some(first) = report.earliest_expiry() {
+        ctx.metrics.earliest_expiry(resource, first);
+    }
     report.publish_events(ctx, wcc).await;
     let written = report
         .write_status(&api, wcc, pass.now)
@@ -164,7 +167,16 @@ async fn steps(pass: &Pass<'_>, report: &mut Report) -> Result<(), StepFailure> 
     report.verdict(tls);
     let remote = upload::observe(&client).await?;
     report.drift_checked(now);
-    let synced = upload::sync(pass, &client, &bundle, remote.as_deref()).await?;
+    let plan = upload::plan(pass, &bundle, remote.as_deref())?;
+    let uploading = plan == upload::Plan::Upload;
+    let trust = webhook_trust::check(pass, &client, &bundle, uploading).await;
+    let gate = webhook_trust::gate(wcc, trust.as_ref(), uploading);
+    report.webhook_checked(trust, &bundle, now);
+    let warning = gate?;
+    let synced = upload::sync(pass, &client, &bundle, remote.as_deref(), plan).await?;
+    if let Some(warning) = warning {
+        report.warn(webhook_trust::WEBHOOK_UNTRUSTED, warning);
+    }
     let drift_since = synced.drift_since();
     report.synced(&bundle.sha256, synced, now);
 

@@ -15,8 +15,8 @@ use super::health::Checked;
 use super::restart::RolloutReport;
 use super::status::{
     API_HEALTHY, BUNDLE_VALID, EXPIRING_SOON, INSECURE_TLS, READY, ROLLOUT_COMPLETE, UPLOADED,
-    Verdict, bounded, bundle_status, changed, expiry_verdict, merge_conditions, ready_verdict,
-    short,
+    Verdict, WEBHOOK_TRUSTED, bounded, bundle_status, changed, expiry_verdict, merge_conditions,
+    ready_verdict, short, webhook_expiry_verdict,
 };
 use super::step::{Requeue, StepFailure};
 use super::upload::Synced;
@@ -24,7 +24,9 @@ use super::{CONTROLLER_NAME, Context};
 use crate::bundle::Bundle;
 use crate::crd::{
     ApiHealthStatus, BundleStatus, RolloutStatus, WebhookCaCertificate, WebhookCaCertificateStatus,
+    WebhookTrustStatus,
 };
+use crate::webhook::{Check, Trust};
 
 /// The decisions of one pass, before they are written. Fields left `None` keep what status holds.
 pub struct Report {
@@ -37,6 +39,13 @@ pub struct Report {
     last_in_sync_time: Option<Time>,
     rollout: Option<RolloutStatus>,
     health: Option<ApiHealthStatus>,
+    /// `Some(None)` clears the webhook trust status (the check is switched off).
+    webhook_trust: Option<Option<WebhookTrustStatus>>,
+    /// When the bundle's first certificate and the webhook server's certificate expire.
+    bundle_expiry: Option<Timestamp>,
+    webhook_expiry: Option<Timestamp>,
+    /// `spec.expiryWarning`, for the webhook server's certificate checked later in the pass.
+    expiry_window: Duration,
     /// Events that are not condition changes: an upload, a restart begun.
     notes: Vec<(EventType, &'static str, String)>,
     /// Dry run: changes a live operator would make that no condition names (the finalizer).
@@ -57,6 +66,10 @@ impl Report {
             last_in_sync_time: None,
             rollout: None,
             health: None,
+            webhook_trust: None,
+            bundle_expiry: None,
+            webhook_expiry: None,
+            expiry_window: crate::crd::WebhookCaCertificateSpec::DEFAULT_EXPIRY_WARNING,
             notes: Vec::new(),
             would: Vec::new(),
             requeue: None,
@@ -73,6 +86,11 @@ impl Report {
     pub fn verdict(&mut self, verdict: Verdict) {
         self.verdicts.retain(|v| v.type_ != verdict.type_);
         self.verdicts.push(verdict);
+    }
+
+    /// A Warning Event about what this pass did, not a condition change.
+    pub fn warn(&mut self, reason: &'static str, message: String) {
+        self.notes.push((EventType::Warning, reason, message));
     }
 
     fn requeue_on(&mut self, requeue: Requeue) {
@@ -112,8 +130,66 @@ impl Report {
         self.notes
             .extend(super::dropped::note(wcc, bundle, &mut message));
         self.verdict(Verdict::new(BUNDLE_VALID, true, "Valid", message));
-        self.verdict(expiry_verdict(bundle, now, wcc.spec.expiry_warning()));
+        self.expiry_window = wcc.spec.expiry_warning();
+        self.verdict(expiry_verdict(bundle, now, self.expiry_window));
         self.bundle = Some(bundle_status(bundle));
+        self.bundle_expiry = bundle.earliest_expiry().map(|c| c.not_after);
+        // The webhook server's certificate seen last time counts until the next check.
+        let last_seen = wcc
+            .status
+            .as_ref()
+            .and_then(|s| s.webhook_trust.as_ref())
+            .and_then(|w| w.server_certificate.as_ref());
+        if let Some(server) = last_seen {
+            self.webhook_expiry(Some((&server.subject, server.not_after.0)), bundle, now);
+        }
+    }
+
+    /// The webhook server's certificate (subject, notAfter) joins the expiry: `ExpiringSoon`
+    /// names it when it expires first and soon; `None` leaves the bundle's alone.
+    fn webhook_expiry(
+        &mut self,
+        server: Option<(&str, Timestamp)>,
+        bundle: &Bundle,
+        now: Timestamp,
+    ) {
+        self.webhook_expiry = server.map(|(_, not_after)| not_after);
+        let window = self.expiry_window;
+        let verdict = server
+            .and_then(|(subject, not_after)| {
+                webhook_expiry_verdict(subject, not_after, bundle, now, window)
+            })
+            .unwrap_or_else(|| expiry_verdict(bundle, now, window));
+        self.verdicts.retain(|v| v.type_ != EXPIRING_SOON);
+        self.verdict(verdict);
+    }
+
+    /// A webhook trust check of this pass (`None`: none was due): the `WebhookTrusted`
+    /// condition, the status, and the server certificate's expiry.
+    pub fn webhook_checked(&mut self, check: Option<Check>, bundle: &Bundle, now: Timestamp) {
+        let Some(check) = check else { return };
+        let message = check.message.clone();
+        self.verdict(match check.trust {
+            Trust::Trusted => Verdict::new(WEBHOOK_TRUSTED, true, check.reason, message),
+            Trust::Untrusted => Verdict::new(WEBHOOK_TRUSTED, false, check.reason, message),
+            Trust::Unknown => Verdict::unknown(WEBHOOK_TRUSTED, check.reason, message),
+        });
+        let server = check
+            .server
+            .as_ref()
+            .map(|s| (s.subject.as_str(), s.not_after));
+        self.webhook_expiry(server, bundle, now);
+        let disabled = check.reason == crate::webhook::reason::CHECK_DISABLED;
+        self.webhook_trust =
+            Some((!disabled).then(|| super::webhook_trust::status(&check, bundle, now)));
+    }
+
+    /// The first expiry that matters: the bundle's or the webhook server's certificate.
+    pub fn earliest_expiry(&self) -> Option<Timestamp> {
+        match (self.bundle_expiry, self.webhook_expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn drift_checked(&mut self, now: Timestamp) {
@@ -217,14 +293,19 @@ impl Report {
         for v in changed(old, &self.verdicts) {
             let bad = match v.type_ {
                 EXPIRING_SOON | INSECURE_TLS => v.status,
-                // Unknown is no verdict on the installation: no Warning for a rate limit.
+                // Unknown is no verdict on the installation: no Warning for a rate limit or an
+                // unreachable webhook server.
                 _ => {
                     !v.status
                         && !v.unknown
                         && !matches!(v.reason.as_str(), "Pending" | "RolloutInProgress" | DRY_RUN)
                 }
             };
-            let good_news = v.status && matches!(v.type_, READY | ROLLOUT_COMPLETE | API_HEALTHY);
+            let good_news = v.status
+                && matches!(
+                    v.type_,
+                    READY | ROLLOUT_COMPLETE | API_HEALTHY | WEBHOOK_TRUSTED
+                );
             if bad {
                 publish(ctx, wcc, EventType::Warning, &v.reason, v.message.clone()).await;
             } else if good_news {
@@ -275,6 +356,10 @@ impl Report {
             last_in_sync_time: self.last_in_sync_time.clone().or(old.last_in_sync_time),
             rollout: self.rollout.clone().or(old.rollout),
             health: self.health.clone().or(old.health),
+            webhook_trust: match &self.webhook_trust {
+                Some(decided) => decided.clone(),
+                None => old.webhook_trust,
+            },
         };
         let patch = json!({
             "apiVersion": WebhookCaCertificate::api_version(&()),
@@ -302,7 +387,7 @@ pub async fn publish(
     let event = Event {
         type_,
         reason: reason.to_owned(),
-        note: Some(note),
+        note: Some(super::status::bounded(&note)),
         action: "Reconcile".to_owned(),
         secondary: None,
     };

@@ -18,6 +18,7 @@ pub const EXPIRING_SOON: &str = "ExpiringSoon";
 pub const INSECURE_TLS: &str = "InsecureTls";
 /// What `GET /v1/health` said after the last rollout or drift check; never gates `Ready`.
 pub const API_HEALTHY: &str = "ApiHealthy";
+pub const WEBHOOK_TRUSTED: &str = "WebhookTrusted";
 
 /// A condition as the reconcile decides it; `lastTransitionTime` is filled in against the old
 /// status by [`merge_conditions`].
@@ -86,14 +87,17 @@ pub fn short(sha: &str) -> &str {
     sha.get(..16).unwrap_or(sha)
 }
 
-/// Messages end up in `kubectl describe` and Events; keep them short and bounded.
+/// Messages end up in `kubectl describe` and Events; keep them short and bounded. An Event's
+/// note may hold at most 1 kB: a longer one is refused by the apiserver.
 const MAX_MESSAGE: usize = 1024;
 
+/// `message` cut to at most [`MAX_MESSAGE`] bytes, ellipsis included. Some messages quote what a
+/// server presented (certificate names), which no one bounds for us.
 pub(crate) fn bounded(message: &str) -> String {
     if message.len() <= MAX_MESSAGE {
         return message.to_owned();
     }
-    let mut end = MAX_MESSAGE;
+    let mut end = MAX_MESSAGE - "…".len();
     while !message.is_char_boundary(end) {
         end -= 1;
     }
@@ -187,15 +191,10 @@ pub fn expiry_verdict(bundle: &Bundle, now: Timestamp, window: std::time::Durati
     let shown = crate::duration::GoDuration::from(window);
     let window = jiff::SignedDuration::try_from(window).unwrap_or(jiff::SignedDuration::MAX);
     match bundle.earliest_expiry() {
-        Some(first) if first.not_after.duration_since(now) < window => Verdict::new(
-            EXPIRING_SOON,
-            true,
-            "ExpiringSoon",
-            format!(
-                "{} expires at {}, within the warning window of {shown} (source {})",
-                first.subject, first.not_after, first.source
-            ),
-        ),
+        Some(first) if first.not_after.duration_since(now) < window => expiring_soon(format!(
+            "{} expires at {}, within the warning window of {shown} (source {})",
+            first.subject, first.not_after, first.source
+        )),
         Some(first) => Verdict::new(
             EXPIRING_SOON,
             false,
@@ -207,6 +206,33 @@ pub fn expiry_verdict(bundle: &Bundle, now: Timestamp, window: std::time::Durati
         ),
         None => Verdict::new(EXPIRING_SOON, false, "NoCertificates", ""),
     }
+}
+
+fn expiring_soon(message: String) -> Verdict {
+    Verdict::new(EXPIRING_SOON, true, "ExpiringSoon", message)
+}
+
+/// The `ExpiringSoon` verdict when the webhook server's certificate `subject` expires at
+/// `not_after`, before every bundle certificate, and within the warning window; `None` when it
+/// does not decide the condition.
+pub fn webhook_expiry_verdict(
+    subject: &str,
+    not_after: Timestamp,
+    bundle: &Bundle,
+    now: Timestamp,
+    window: std::time::Duration,
+) -> Option<Verdict> {
+    let shown = crate::duration::GoDuration::from(window);
+    let window = jiff::SignedDuration::try_from(window).unwrap_or(jiff::SignedDuration::MAX);
+    let first_in_bundle = bundle.earliest_expiry().map(|c| c.not_after);
+    (first_in_bundle.is_none_or(|first| not_after < first)
+        && not_after.duration_since(now) < window)
+        .then(|| {
+            expiring_soon(format!(
+                "the webhook server's certificate {subject} expires at {not_after}, within the \
+                 warning window of {shown}"
+            ))
+        })
 }
 
 /// `Ready` from the other verdicts: true only when every condition it depends on holds.
@@ -365,10 +391,55 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_verdict_is_an_unknown_condition_and_a_change() {
+        let old = vec![condition(WEBHOOK_TRUSTED, "True", "Trusted", 100)];
+        let verdicts = [Verdict::unknown(WEBHOOK_TRUSTED, "Unreachable", "closed")];
+        let merged = merge_conditions(
+            &old,
+            &verdicts,
+            Some(2),
+            Timestamp::from_second(500).expect("valid"),
+        );
+        assert_eq!(merged[0].status, "Unknown");
+        assert_eq!(merged[0].last_transition_time.0.as_second(), 500);
+        assert_eq!(changed(&merged, &verdicts).len(), 0);
+        assert_eq!(changed(&old, &verdicts).len(), 1);
+    }
+
+    const DEFAULT_WINDOW: std::time::Duration =
+        crate::crd::WebhookCaCertificateSpec::DEFAULT_EXPIRY_WARNING;
+
+    #[test]
+    fn the_webhook_certificate_decides_expiring_soon_only_when_it_comes_first() {
+        let pem = test_support::certs::ca_pem("Far Root"); // valid until 4096
+        let bundle = crate::bundle::build(
+            &[crate::bundle::SourceInput {
+                source: "s",
+                pem: &pem,
+            }],
+            &crate::bundle::Policy::defaults_at(Timestamp::now()),
+        )
+        .expect("bundle");
+        let now = Timestamp::from_second(1_800_000_000).expect("valid");
+        let soon = Timestamp::from_second(1_800_000_000 + 86_400).expect("valid");
+        let verdict =
+            webhook_expiry_verdict("CN=hook", soon, &bundle, now, DEFAULT_WINDOW).expect("decides");
+        assert!(
+            verdict.status && verdict.message.contains("webhook server"),
+            "{verdict:?}"
+        );
+        let later = Timestamp::from_second(1_800_000_000 + 90 * 86_400).expect("valid");
+        assert_eq!(
+            webhook_expiry_verdict("CN=hook", later, &bundle, now, DEFAULT_WINDOW),
+            None
+        );
+    }
+
+    #[test]
     fn long_messages_are_bounded_on_a_char_boundary() {
         let long = "é".repeat(MAX_MESSAGE);
         let b = bounded(&long);
-        assert!(b.len() <= MAX_MESSAGE + "…".len());
+        assert!(b.len() <= MAX_MESSAGE, "{}", b.len());
         assert!(b.ends_with('…'));
     }
 }

@@ -43,35 +43,25 @@ impl Synced {
     }
 }
 
-/// Uploads `bundle` unless `remote` already matches it, once the sources have been quiet for
-/// `debounce` (but no longer than `max_delay`; not at all when the API holds no bundle). The
-/// upload is read back: the webapp stores what it is given, but a proxy or a failover may not.
-pub async fn sync(
-    pass: &Pass<'_>,
-    client: &OnPremClient,
-    bundle: &Bundle,
-    remote: Option<&str>,
-) -> Result<Synced, StepFailure> {
-    let Pass {
-        ctx, resource, key, ..
-    } = pass;
+/// What [`plan`] decided: nothing to send, or an upload now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    UpToDate,
+    Upload,
+}
+
+/// Whether `bundle` is to be uploaded now: not when `remote` already matches it, and only once
+/// the sources have been quiet for `debounce` (but no longer than `max_delay`; not at all when
+/// the API holds no bundle). A wait stops the pass.
+pub fn plan(pass: &Pass<'_>, bundle: &Bundle, remote: Option<&str>) -> Result<Plan, StepFailure> {
+    let Pass { ctx, key, .. } = pass;
     let spec = &pass.wcc.spec;
     if remote.is_some_and(|r| bundle.matches(r)) {
         ctx.settle(key);
-        return Ok(Synced::UpToDate);
+        return Ok(Plan::UpToDate);
     }
     // A dry run reports at once: nothing is sent, so there is nothing to debounce.
-    let Some(live) = ctx.live() else {
-        return Ok(Synced::WouldUpload {
-            message: format!(
-                "would upload {} certificate(s), sha256 {}, replacing {}",
-                bundle.certificates.len(),
-                short(&bundle.sha256),
-                describe_remote(remote)
-            ),
-        });
-    };
-    let wait = if remote.is_none() {
+    let wait = if remote.is_none() || ctx.live().is_none() {
         Duration::ZERO
     } else {
         ctx.debounce(key, &bundle.sha256, spec.debounce(), spec.max_delay())
@@ -87,6 +77,34 @@ pub async fn sync(
             Requeue::After(wait),
         ));
     }
+    Ok(Plan::Upload)
+}
+
+/// Carries out `plan`. The upload is read back: the webapp stores what it is given, but a
+/// proxy or a failover may not.
+pub async fn sync(
+    pass: &Pass<'_>,
+    client: &OnPremClient,
+    bundle: &Bundle,
+    remote: Option<&str>,
+    plan: Plan,
+) -> Result<Synced, StepFailure> {
+    let Pass {
+        ctx, resource, key, ..
+    } = pass;
+    if plan == Plan::UpToDate {
+        return Ok(Synced::UpToDate);
+    }
+    let Some(live) = ctx.live() else {
+        return Ok(Synced::WouldUpload {
+            message: format!(
+                "would upload {} certificate(s), sha256 {}, replacing {}",
+                bundle.certificates.len(),
+                short(&bundle.sha256),
+                describe_remote(remote)
+            ),
+        });
+    };
     if let Err(e) = live.upload(client, &bundle.pem).await {
         ctx.metrics.upload(resource, Some(e.metric_label()));
         return Err(StepFailure::of(UPLOADED, &e));

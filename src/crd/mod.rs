@@ -10,6 +10,7 @@ pub mod restart;
 pub mod source;
 pub mod status;
 pub mod target;
+pub mod webhook;
 
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -22,10 +23,12 @@ pub use restart::{RestartMethod, RestartSpec, RestartTarget, WorkloadKind};
 pub use source::{ObjectSource, Source};
 pub use status::{
     ApiHealthStatus, BundleStatus, CertificateStatus, NodeHealthStatus, RolloutState,
-    RolloutStatus, TargetRollout, WebhookCaCertificateStatus,
+    RolloutStatus, TargetRollout, WebhookCaCertificateStatus, WebhookCertificateStatus,
+    WebhookTrustStatus,
 };
 use std::time::Duration;
 pub use target::{ApiCredentials, ApiTarget, ApiTls, LoginSecretRef, SecretKeyRef};
+pub use webhook::{WebhookTrustPolicy, WebhookTrustSpec};
 
 /// The API group of every resource this operator defines.
 pub const GROUP: &str = "webhookca.io";
@@ -102,6 +105,11 @@ pub struct WebhookCaCertificateSpec {
     /// How certificates that are expired, not yet valid or not a CA are treated.
     #[serde(default)]
     pub policy: BundlePolicy,
+
+    /// The check that the bundle trusts the certificate the webhook server presents, before
+    /// every upload and at every drift check (condition `WebhookTrusted`).
+    #[serde(default)]
+    pub webhook_trust: WebhookTrustSpec,
 
     /// What happens on the API when this resource is deleted. `Retain` (default) leaves the
     /// uploaded bundle in place. `Delete` removes it with `DELETE /v1/certificates/webhooks/ca`

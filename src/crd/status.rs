@@ -15,7 +15,7 @@ pub struct WebhookCaCertificateStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// The current state, one entry per type: `Ready`, `BundleValid`, `Uploaded`,
-    /// `RolloutComplete`, `ExpiringSoon`, `InsecureTls` and `ApiHealthy`.
+    /// `RolloutComplete`, `ExpiringSoon`, `InsecureTls`, `ApiHealthy` and `WebhookTrusted`.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -42,6 +42,9 @@ pub struct WebhookCaCertificateStatus {
     /// What `GET /v1/health` answered after the last rollout or drift check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<ApiHealthStatus>,
+    /// The last webhook trust check (see `spec.webhookTrust`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_trust: Option<WebhookTrustStatus>,
 }
 
 /// The last answer of `GET /v1/health` (rate-limited to 10 calls a minute by the API, so it is
@@ -77,6 +80,40 @@ pub struct NodeHealthStatus {
     /// Why the node did not answer (the API's error title and code).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// What the last webhook trust check saw. The webhook URL itself is not recorded: it may carry
+/// credentials; only its host and port are.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookTrustStatus {
+    /// `host:port` of the webhook server checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// When the check ran.
+    pub checked_at: Time,
+    /// The SHA-256 of the bundle checked against.
+    pub bundle_sha256: String,
+    /// The certificate the webhook server presented (its leaf).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_certificate: Option<WebhookCertificateStatus>,
+    /// The bundle certificate that anchors the server's chain, when one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<WebhookCertificateStatus>,
+}
+
+/// One certificate named by the webhook trust check.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookCertificateStatus {
+    /// Subject distinguished name.
+    pub subject: String,
+    /// Issuer distinguished name.
+    pub issuer: String,
+    /// End of validity.
+    pub not_after: Time,
+    /// SHA-256 fingerprint of the DER encoding (hex).
+    pub sha256: String,
 }
 
 /// Summary of a built bundle. Certificates are public; no private material is ever recorded.

@@ -21,6 +21,7 @@ pub mod login_backoff;
 pub mod observe;
 pub mod pinning;
 pub mod retry;
+pub mod settings;
 
 pub use auth::{CredentialError, CredentialSource, Credentials, Secret, from_fn};
 pub use certificates::{DeleteOutcome, UPLOAD_CONTENT_TYPE, WEBHOOK_CA_PATH};
@@ -29,3 +30,4 @@ pub use error::{ApiError, EnvelopeError, Reason};
 pub use health::{GatewayStatus, Health, NodeHealth, NodeRole};
 pub use observe::{RequestLimiter, RequestObserver, RequestOutcome, Slot};
 pub use retry::RetryPolicy;
+pub use settings::APPLICATION_SETTINGS_PATH;

@@ -29,6 +29,10 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/v1/users/logout", post(logout))
         .route(CA_PATH, get(get_ca).post(post_ca).delete(delete_ca))
         .route("/v1/health", get(health))
+        .route(
+            crate::settings::SETTINGS_PATH,
+            get(crate::settings::get_settings).patch(crate::settings::patch_settings),
+        )
         .fallback(unknown_path)
 }
 
@@ -247,7 +251,11 @@ fn caller(
 }
 
 /// The refusal for a caller who is not an admin: the certificate endpoints are admin-only.
-fn admin_denial(shared: &Shared, inner: &mut Inner, headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn admin_denial(
+    shared: &Shared,
+    inner: &mut Inner,
+    headers: &HeaderMap,
+) -> Option<Response> {
     match caller(shared, inner, headers, false) {
         Some(Caller::User { admin: true, .. }) => None,
         Some(_) => Some(envelope::error(

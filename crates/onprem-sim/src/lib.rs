@@ -1,5 +1,6 @@
 //! A simulator of the WhatsApp Business On-Premises API endpoints webhook-ca-operator uses
-//! (`shared/docs/onprem-api.md`): login/logout, the webhook CA certificate endpoints and health,
+//! (`shared/docs/onprem-api.md`): login/logout, the webhook CA certificate endpoints, health and
+//! the application settings' webhook URL,
 //! over TLS with a throwaway CA, with both documented response variants, fault injection and a
 //! request log. Tests start it in-process with [`start`]; the `onprem-sim` binary runs it as a
 //! process driven over the `/_sim/` control API (the local demo).
@@ -14,6 +15,7 @@ mod handlers;
 mod layer;
 mod model;
 mod server;
+mod settings;
 mod state;
 
 use std::fmt;
@@ -28,6 +30,7 @@ pub use model::{
     Responses, ResponsesUpdate, SuccessBody, Variant,
 };
 
+pub use settings::ApplicationSettings;
 use state::Shared;
 
 /// The default admin's password: strong enough for the webapp's policy, known to tests.
@@ -321,6 +324,20 @@ impl Simulator {
 
     pub fn set_health(&self, report: HealthReport) {
         self.shared.lock().health = report;
+    }
+
+    /// The webhook URL `GET /v1/settings/application` answers (`None`: no webhook configured).
+    pub fn set_webhook_url(&self, url: Option<String>) {
+        self.shared.lock().settings.webhook_url = url;
+    }
+
+    /// The whole application settings: the webhook URL and the shape of the answer.
+    pub fn set_application_settings(&self, settings: ApplicationSettings) {
+        self.shared.lock().settings = settings;
+    }
+
+    pub fn application_settings(&self) -> ApplicationSettings {
+        self.shared.lock().settings.clone()
     }
 
     /// Applies to tokens issued from now on.

@@ -51,6 +51,9 @@ struct SimArgs {
     /// Disable the health and failed-login rate limits (demos that poll often).
     #[arg(long)]
     no_rate_limits: bool,
+    /// The webhook URL the application settings name (`webhooks.url`); none by default.
+    #[arg(long, value_name = "URL")]
+    webhook_url: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -164,6 +167,7 @@ async fn start(args: &SimArgs) -> Result<onprem_sim::Simulator, SetupError> {
         ..defaults
     };
     let sim = onprem_sim::start(cfg).await?;
+    sim.set_webhook_url(args.webhook_url.clone());
     if let (Some(path), Some(pem)) = (&args.write_ca, sim.ca_pem()) {
         std::fs::write(path, pem).map_err(|source| SetupError::WriteCa {
             path: path.clone(),

@@ -108,6 +108,7 @@ pub(crate) struct Inner {
     login_limit: Option<RateLimit>,
     login_failures: HashMap<IpAddr, VecDeque<Instant>>,
     requests: VecDeque<RequestRecord>,
+    pub settings: crate::settings::ApplicationSettings,
 }
 
 impl Inner {
@@ -146,6 +147,7 @@ impl Inner {
             login_limit: cfg.login_failure_limit,
             login_failures: HashMap::new(),
             requests: VecDeque::new(),
+            settings: crate::settings::ApplicationSettings::default(),
         }
     }
 

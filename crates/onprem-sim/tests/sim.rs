@@ -959,7 +959,13 @@ async fn binary_prints_its_url_and_serves_until_sigterm() {
     let ca_file = dir.path().join("ca.pem");
     let mut child = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_onprem-sim"))
-            .args(["--variant", "code", "--write-ca"])
+            .args([
+                "--variant",
+                "code",
+                "--webhook-url",
+                "https://hooks.example/wa",
+                "--write-ca",
+            ])
             .arg(&ca_file)
             .env("WCO_SIM_ADMIN_PASSWORD", "Cli-Passw0rd!")
             .stdout(Stdio::piped())
@@ -1002,6 +1008,17 @@ async fn binary_prints_its_url_and_serves_until_sigterm() {
         .await
         .expect("get");
     assert_eq!(api_error(r).await, (404, 1006), "--variant code applies");
+    let r = c
+        .get(format!("{url}/v1/settings/application"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("settings");
+    let settings: Value = r.json().await.expect("settings JSON");
+    assert_eq!(
+        settings["settings"]["application"]["webhooks"]["url"], "https://hooks.example/wa",
+        "--webhook-url applies"
+    );
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
@@ -1024,4 +1041,70 @@ async fn binary_refuses_to_start_without_users() {
     assert!(!out.status.success());
     assert!(out.stdout.is_empty(), "no URL line when not started");
     assert!(String::from_utf8_lossy(&out.stderr).contains("WCO_SIM_ADMIN_PASSWORD"));
+}
+
+/// Application settings: the webhook URL in both documented shapes, set by PATCH or by the
+/// test, absent when none is configured; admin only.
+#[tokio::test]
+async fn application_settings_carry_the_webhook_url() {
+    const SETTINGS: &str = "/v1/settings/application";
+    let (sim, c, token) = admin_session(SimConfig::default()).await;
+    let get = |c: Client, url: String, token: String| async move {
+        let r = c.get(url).bearer_auth(token).send().await.expect("GET");
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json::<Value>().await.expect("JSON")
+    };
+    let url = format!("{}{SETTINGS}", sim.url());
+    let none = get(c.clone(), url.clone(), token.clone()).await;
+    assert!(
+        none["settings"]["application"]["webhooks"].is_object(),
+        "{none}"
+    );
+    assert!(
+        none["settings"]["application"]["webhooks"]
+            .get("url")
+            .is_none(),
+        "{none}"
+    );
+    assert_eq!(none["meta"]["api_status"], "stable");
+
+    let patched = c
+        .patch(&url)
+        .bearer_auth(&token)
+        .json(&json!({"webhooks": {"url": "https://hooks.example/wa"}}))
+        .send()
+        .await
+        .expect("PATCH");
+    assert_eq!(patched.status(), StatusCode::OK);
+    let set = get(c.clone(), url.clone(), token.clone()).await;
+    assert_eq!(
+        set["settings"]["application"]["webhooks"]["url"],
+        "https://hooks.example/wa"
+    );
+    assert_eq!(
+        sim.application_settings().webhook_url.as_deref(),
+        Some("https://hooks.example/wa")
+    );
+
+    sim.set_application_settings(onprem_sim::ApplicationSettings {
+        webhook_url: Some("https://old.example/".into()),
+        wrapped: false,
+    });
+    let bare = get(c.clone(), url.clone(), token.clone()).await;
+    assert_eq!(bare["webhooks"]["url"], "https://old.example/", "{bare}");
+    assert!(bare.get("settings").is_none());
+
+    let regular = start(SimConfig {
+        users: vec![SimUser::regular("viewer", "Viewer-Passw0rd!")],
+        ..SimConfig::default()
+    })
+    .await;
+    let viewer = regular.issue_token("viewer").expect("viewer exists");
+    let denied = client(&regular)
+        .get(format!("{}{SETTINGS}", regular.url()))
+        .bearer_auth(viewer)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
 }

@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
+use std::net::IpAddr;
+
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SerialNumber, date_time_ymd,
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType, SerialNumber,
+    date_time_ymd,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -34,6 +37,8 @@ pub struct CertSpec {
     organization: Option<String>,
     validity: Option<(Ymd, Ymd)>,
     serial: Option<u64>,
+    /// subjectAltName entries: DNS names and IP addresses.
+    sans: Vec<SanType>,
 }
 
 impl CertSpec {
@@ -44,6 +49,7 @@ impl CertSpec {
             organization: None,
             validity: None,
             serial: None,
+            sans: Vec::new(),
         }
     }
 
@@ -68,6 +74,19 @@ impl CertSpec {
 
     pub fn serial(mut self, serial: u64) -> Self {
         self.serial = Some(serial);
+        self
+    }
+
+    /// Adds a DNS name to the subjectAltName extension (a server certificate).
+    pub fn dns(mut self, name: &str) -> Self {
+        let name = name.to_owned().try_into().expect("an IA5 DNS name");
+        self.sans.push(SanType::DnsName(name));
+        self
+    }
+
+    /// Adds an IP address to the subjectAltName extension.
+    pub fn ip(mut self, ip: IpAddr) -> Self {
+        self.sans.push(SanType::IpAddress(ip));
         self
     }
 
@@ -109,6 +128,7 @@ impl CertSpec {
         if let Some(serial) = self.serial {
             params.serial_number = Some(SerialNumber::from(serial));
         }
+        params.subject_alt_names = self.sans.clone();
         params
     }
 }
@@ -135,6 +155,37 @@ pub fn expired_ca_pem(name: &str) -> String {
         .valid(((2020, 1, 1), (2021, 1, 1)))
         .self_signed()
         .pem
+}
+
+/// A certificate and key as `openssl` wrote them.
+#[derive(Debug, Clone)]
+pub struct OpensslCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// The seed's recipe for a self-signed certificate, `openssl req -newkey rsa:2048 -nodes
+/// -keyout key.pem -x509 -days 365 -out certificate.pem`, with the subject `CN=<cn>` given on
+/// the command line instead of the prompt: no subjectAltName, and OpenSSL marks it CA:TRUE.
+/// The files stay in `dir`.
+pub fn openssl_req_x509(dir: &std::path::Path, cn: &str) -> OpensslCert {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem"])
+        .args(["-x509", "-days", "365", "-out", "certificate.pem"])
+        .args(["-subj", &format!("/CN={cn}")])
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("openssl output");
+    OpensslCert {
+        cert_pem: read("certificate.pem"),
+        key_pem: read("key.pem"),
+    }
 }
 
 /// A PKCS#8 private key in PEM, as a careless Secret would hold it next to `tls.crt`.

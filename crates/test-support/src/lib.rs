@@ -36,6 +36,7 @@ mod process;
 mod rollout;
 mod token;
 mod wait;
+pub mod webhook;
 
 pub use cleanup::DeleteOnDrop;
 pub use cluster::{Cluster, bin, cluster, dedicated_cluster};
