@@ -1082,6 +1082,46 @@ async fn namespace_list_install_works_with_its_token_and_reads_no_other_secrets(
     // In the pod, POD_NAMESPACE names the release namespace for the Lease.
     args.extend(["--lease-namespace".to_owned(), release.ns.name().to_owned()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    // Told to watch a namespace beyond the chart's list, the operator is refused there and stays
+    // unready, serving none of its namespaces, rather than pretending to cover the third one.
+    let beyond: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| *a != "--leader-elect")
+        .chain(["--namespace", c.name()])
+        .collect();
+    let misconfigured = OperatorProcess::spawn(BINARY, "beyond-the-list", &kubeconfig, &beyond);
+    let refused = wait_for("the refusal in the third namespace", || async {
+        // kube's watcher warns about each refused list of the resources there.
+        let refused: Vec<String> = misconfigured
+            .refused_requests()
+            .into_iter()
+            .filter(|l| {
+                l.contains(r#""level":"WARN""#)
+                    && l.contains("webhookcacertificates.webhookca.io is forbidden")
+                    && l.contains(c.name())
+            })
+            .collect();
+        // The third refusal comes after two retries, each behind the watch's own backoff and
+        // the controller's (which the refused Secret and ConfigMap watches there grow too):
+        // seconds later, when the lists of a and b are long done and /readyz (which follows
+        // the cache within a second) would say so if the cache counted as ready without c.
+        if refused.len() < 3 {
+            Err(format!("log: {:?}", misconfigured.log_lines()))
+        } else {
+            Ok(refused)
+        }
+    })
+    .await;
+    assert_ne!(
+        misconfigured.readyz().await,
+        Ok(reqwest::StatusCode::OK),
+        "ready while refused in {}: {refused:?}",
+        c.name()
+    );
+    drop(misconfigured);
+
     let ca = ca_pem("Namespace List Root");
     set_secret(&a, "internal-ca", "ca.crt", &ca).await;
     let operator = OperatorProcess::spawn(BINARY, "chart-list", &kubeconfig, &args);

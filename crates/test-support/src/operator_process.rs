@@ -95,21 +95,25 @@ impl OperatorProcess {
 
     /// Waits until /readyz answers 200.
     pub async fn wait_ready(&self) {
-        let addr = self.metrics_addr().await;
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("a plain HTTP client");
-        let url = format!("http://{addr}/readyz");
         wait_for(&format!("{} to be ready", self.instance), || async {
-            let response = http.get(&url).send().await.map_err(|e| e.to_string())?;
-            if response.status() == reqwest::StatusCode::OK {
-                Ok(())
-            } else {
-                Err(format!("{url}: {}", response.status()))
+            match self.readyz().await {
+                Ok(reqwest::StatusCode::OK) => Ok(()),
+                Ok(status) => Err(format!("/readyz: {status}")),
+                Err(e) => Err(e),
             }
         })
         .await;
+    }
+
+    /// The status /readyz answers now.
+    pub async fn readyz(&self) -> Result<reqwest::StatusCode, String> {
+        let addr = self.metrics_addr().await;
+        plain_http()
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .map(|r| r.status())
+            .map_err(|e| e.to_string())
     }
 
     /// What a Prometheus scrape of its /metrics sees.
@@ -166,10 +170,7 @@ impl Drop for OperatorProcess {
 
 /// What a Prometheus scrape of the /metrics served at `addr` (loopback) sees.
 pub(crate) async fn scrape(addr: SocketAddr) -> String {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("a plain HTTP client")
+    plain_http()
         .get(format!("http://{addr}/metrics"))
         .send()
         .await
@@ -178,6 +179,14 @@ pub(crate) async fn scrape(addr: SocketAddr) -> String {
         .text()
         .await
         .expect("metrics text")
+}
+
+/// A client for the operator's loopback endpoints (no proxy from the environment).
+fn plain_http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("a plain HTTP client")
 }
 
 /// Who holds the Lease `name` in the namespace of `leases`.
