@@ -538,11 +538,17 @@ fn invalid_values_are_refused() {
         refused.contains("list that namespace in watchNamespaces"),
         "{refused}"
     );
-    let refused = template_refused(&["--set", "leaderElection.leaseDuration=15"]);
-    assert!(
-        refused.contains("/leaderElection/leaseDuration"),
-        "{refused}"
-    );
+    // A Lease counts whole seconds.
+    for duration in ["15", "1500ms", "2.5s"] {
+        let refused = template_refused(&[
+            "--set-string",
+            &format!("leaderElection.leaseDuration={duration}"),
+        ]);
+        assert!(
+            refused.contains("/leaderElection/leaseDuration"),
+            "{duration}: {refused}"
+        );
+    }
     let refused = template_refused(&["--set", "leaderElection.leaseName=Shard_EU"]);
     assert!(refused.contains("/leaderElection/leaseName"), "{refused}");
 }

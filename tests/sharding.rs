@@ -355,20 +355,25 @@ async fn two_shards_lead_at_once_and_each_serves_only_its_own() {
     assert_served_only_by(&eu.sim, &us_operator, &eu_operator).await;
 }
 
-/// `run` with `args` and a kubeconfig that leads nowhere: what it printed, and whether it failed.
-fn run_refused(args: &[&str]) -> String {
-    let out = Command::new(BINARY)
-        .args([
-            "run",
-            "--log-format",
-            "text",
-            "--metrics-bind",
-            "127.0.0.1:0",
-        ])
-        .args(args)
-        .env("KUBECONFIG", "/nonexistent/kubeconfig")
-        .env_remove("WATCH_NAMESPACE")
-        .env_remove("POD_NAMESPACE")
+/// `run` with `args` (and `WATCH_NAMESPACE` when given) and a kubeconfig that leads nowhere:
+/// what it printed; it must have failed before connecting.
+fn run_refused(args: &[&str], watch_namespace: Option<&str>) -> String {
+    let mut cmd = Command::new(BINARY);
+    cmd.args([
+        "run",
+        "--log-format",
+        "text",
+        "--metrics-bind",
+        "127.0.0.1:0",
+    ])
+    .args(args)
+    .env("KUBECONFIG", "/nonexistent/kubeconfig")
+    .env_remove("WATCH_NAMESPACE")
+    .env_remove("POD_NAMESPACE");
+    if let Some(namespaces) = watch_namespace {
+        cmd.env("WATCH_NAMESPACE", namespaces);
+    }
+    let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("starting {BINARY}: {e}"));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -406,7 +411,13 @@ fn flags_that_cannot_work_stop_the_operator_before_it_connects() {
         ),
     ];
     for (args, want) in cases {
-        let stderr = run_refused(args);
+        let stderr = run_refused(args, None);
         assert!(stderr.contains(want), "{args:?}:\n{stderr}");
     }
+    // WATCH_NAMESPACE is split like the flag: only the bad name is named.
+    let stderr = run_refused(&[], Some("team-a,Team_B"));
+    assert!(
+        stderr.contains("\"Team_B\" is not a valid namespace name"),
+        "{stderr}"
+    );
 }
