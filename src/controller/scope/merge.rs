@@ -54,7 +54,7 @@ where
 }
 
 /// The state behind [`merge`]: what each watch has listed.
-pub struct Merger<K: Resource>
+struct Merger<K: Resource>
 where
     K::DynamicType: Eq + Hash,
 {
@@ -68,7 +68,7 @@ where
     K: Resource + Clone,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
-    pub fn new(watches: usize) -> Self {
+    fn new(watches: usize) -> Self {
         Self {
             watches: (0..watches)
                 .map(|_| Listed {
@@ -82,7 +82,7 @@ where
     }
 
     /// The events for the store after watch `index` yielded `item`.
-    pub fn step(
+    fn step(
         &mut self,
         index: usize,
         item: watcher::Result<Event<K>>,
