@@ -1,6 +1,8 @@
 //! Prometheus metrics. Labels stay bounded: a resource's namespace and name, workload kinds,
 //! results and reasons; never certificate fingerprints.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -13,7 +15,9 @@ use prometheus_client::registry::Registry;
 use crate::bundle::Bundle;
 use kube::ResourceExt;
 
-use crate::crd::{RestartMethod, WebhookCaCertificate, WorkloadKind};
+use crate::crd::{
+    ApiHealthStatus, NodeHealthStatus, RestartMethod, WebhookCaCertificate, WorkloadKind,
+};
 
 /// The resource a series belongs to.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,6 +72,48 @@ struct RestartLabels {
     result: String,
 }
 
+/// A count of the API's nodes: `role` and `gateway_status` are the API's documented values,
+/// `other` for anything else, `single` for a single instance's one node, `unknown` for a role
+/// not reported and `unreachable` for a node that answered with errors; so a resource has at
+/// most a few dozen series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    namespace: String,
+    name: String,
+    role: String,
+    gateway_status: String,
+}
+
+fn role_label(role: Option<&str>) -> &'static str {
+    match role {
+        Some("primary_master") => "primary_master",
+        Some("secondary_master") => "secondary_master",
+        Some("coreapp") => "coreapp",
+        Some(_) => "other",
+        // An unreachable node answers `{"errors":[...]}` alone: its role is not known.
+        None => "unknown",
+    }
+}
+
+fn gateway_label(status: &str) -> &'static str {
+    match status {
+        "connected" => "connected",
+        "connecting" => "connecting",
+        "disconnected" => "disconnected",
+        "uninitialized" => "uninitialized",
+        "unregistered" => "unregistered",
+        _ => "other",
+    }
+}
+
+fn node_label(node: &NodeHealthStatus) -> (&'static str, &'static str) {
+    let status = match (&node.error, &node.gateway_status) {
+        (None, Some(status)) => gateway_label(status),
+        _ => "unreachable",
+    };
+    (role_label(node.role.as_deref()), status)
+}
+
 /// Reconcile durations from 10 ms to about 20 s.
 #[derive(Clone, Debug)]
 pub struct DurationBuckets;
@@ -89,6 +135,9 @@ pub struct Metrics {
     certificates: Family<ResourceLabels, Gauge>,
     earliest_expiry: Family<ResourceLabels, Gauge>,
     ready: Family<ResourceLabels, Gauge>,
+    api_nodes: Family<NodeLabels, Gauge>,
+    /// The node series each resource has now, so that a count that went away is removed.
+    api_node_series: Mutex<HashMap<ResourceLabels, Vec<NodeLabels>>>,
 }
 
 impl Default for Metrics {
@@ -139,6 +188,12 @@ impl Default for Metrics {
             "1 when the resource's Ready condition is True, else 0",
             ready.clone(),
         );
+        let api_nodes = Family::<NodeLabels, Gauge>::default();
+        registry.register(
+            "api_nodes",
+            "Nodes in the last GET /v1/health answer, by role and gateway_status",
+            api_nodes.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -148,6 +203,8 @@ impl Default for Metrics {
             certificates,
             earliest_expiry,
             ready,
+            api_nodes,
+            api_node_series: Mutex::default(),
         }
     }
 }
@@ -211,8 +268,56 @@ impl Metrics {
         self.ready.get_or_create(resource).set(i64::from(ready));
     }
 
+    /// The nodes of the last health answer (as status records it) by role and state; no
+    /// answer removes the resource's series rather than report stale counts. Fed from status,
+    /// so a restarted operator reports the counts again before it next asks.
+    pub fn api_nodes(&self, resource: &ResourceLabels, health: Option<&ApiHealthStatus>) {
+        let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+        if let Some(health) = health {
+            if let Some(status) = &health.gateway_status {
+                counts.insert(("single", gateway_label(status)), 1);
+            }
+            for node in &health.nodes {
+                *counts.entry(node_label(node)).or_default() += 1;
+            }
+        }
+        let series: Vec<(NodeLabels, i64)> = counts
+            .into_iter()
+            .map(|((role, gateway_status), count)| {
+                let labels = NodeLabels {
+                    namespace: resource.namespace.clone(),
+                    name: resource.name.clone(),
+                    role: role.to_owned(),
+                    gateway_status: gateway_status.to_owned(),
+                };
+                (labels, count)
+            })
+            .collect();
+        let mut known = self
+            .api_node_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for old in known.remove(resource).unwrap_or_default() {
+            if !series.iter().any(|(labels, _)| *labels == old) {
+                self.api_nodes.remove(&old);
+            }
+        }
+        for (labels, count) in &series {
+            self.api_nodes.get_or_create(labels).set(*count);
+        }
+        known.insert(
+            resource.clone(),
+            series.into_iter().map(|(labels, _)| labels).collect(),
+        );
+    }
+
     /// Drops the series of a deleted resource, so that gauges do not report it forever.
     pub fn forget(&self, resource: &ResourceLabels) {
+        self.api_nodes(resource, None);
+        self.api_node_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(resource);
         self.certificates.remove(resource);
         self.earliest_expiry.remove(resource);
         self.ready.remove(resource);
@@ -244,5 +349,61 @@ mod tests {
         metrics.forget(&resource);
         let text = metrics.encode().expect("encodes");
         assert!(!text.contains("webhookca_bundle_certificates{"), "{text}");
+    }
+
+    #[test]
+    fn api_nodes_count_by_role_and_state_and_drop_what_went_away() {
+        let metrics = Metrics::default();
+        let resource = ResourceLabels::new("wa", "prod");
+        let node = |name: &str, role: Option<&str>, status: Option<&str>| NodeHealthStatus {
+            name: name.to_owned(),
+            role: role.map(str::to_owned),
+            gateway_status: status.map(str::to_owned),
+            error: status
+                .is_none()
+                .then(|| "node unreachable, code 1014".to_owned()),
+        };
+        let health = ApiHealthStatus {
+            nodes: vec![
+                node("m1:m1", Some("primary_master"), Some("connected")),
+                node("w1:w1", Some("coreapp"), Some("connected")),
+                node("w2:w2", Some("coreapp"), Some("disconnected")),
+                node("w4:w4", Some("coreapp"), Some("disconnected")),
+                node("x:x", Some("arbiter"), Some("sleepy")),
+                node("w3:w3", None, None),
+            ],
+            ..ApiHealthStatus::default()
+        };
+        metrics.api_nodes(&resource, Some(&health));
+        let text = metrics.encode().expect("encodes");
+        let series = |role: &str, status: &str| {
+            format!(
+                r#"webhookca_api_nodes{{namespace="wa",name="prod",role="{role}",gateway_status="{status}"}}"#
+            )
+        };
+        for (role, status, count) in [
+            ("primary_master", "connected", 1),
+            ("coreapp", "connected", 1),
+            ("coreapp", "disconnected", 2),
+            ("unknown", "unreachable", 1),
+            ("other", "other", 1),
+        ] {
+            let line = format!("{} {count}", series(role, status));
+            assert!(text.contains(&line), "{line} in {text}");
+        }
+        let single = ApiHealthStatus {
+            gateway_status: Some("connected".to_owned()),
+            ..ApiHealthStatus::default()
+        };
+        metrics.api_nodes(&resource, Some(&single));
+        let text = metrics.encode().expect("encodes");
+        assert!(
+            text.contains(&format!("{} 1", series("single", "connected"))),
+            "{text}"
+        );
+        assert!(!text.contains(&series("coreapp", "disconnected")), "{text}");
+        metrics.forget(&resource);
+        let text = metrics.encode().expect("encodes");
+        assert!(!text.contains("webhookca_api_nodes{"), "{text}");
     }
 }

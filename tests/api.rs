@@ -575,6 +575,33 @@ async fn health_rate_limit_is_waited_out() {
     assert!(statuses.contains(&Some(429)), "{statuses:?}");
 }
 
+/// The operator asks health once per rollout and per drift check: a 429 (or a 503) must come
+/// back to it at once, not be retried into more of the API's 10 calls a minute.
+#[tokio::test]
+async fn health_once_does_not_retry_a_rate_limit() {
+    let sim = start(SimConfig {
+        health_rate_limit: Some(sim::RateLimit {
+            calls: 1,
+            per: Duration::from_secs(60),
+        }),
+        ..SimConfig::default()
+    })
+    .await;
+    let client = client(&sim);
+    let first = client.health_once().await.expect("first health");
+    assert!(first.is_connected());
+    let err = expect_err(client.health_once().await);
+    assert_eq!(err.reason(), Reason::RateLimited);
+    sim.inject(Fault::error(503, 1016).on_path("/v1/health"));
+    let err = expect_err(client.health_once().await);
+    assert_eq!(err.reason(), Reason::Unavailable);
+    assert_eq!(
+        statuses(&sim, "/v1/health"),
+        [Some(200), Some(429), Some(503)],
+        "one request per question"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // secrets
 

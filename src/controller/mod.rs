@@ -9,6 +9,7 @@ mod deletion;
 mod dropped;
 pub mod error;
 pub mod finalizer;
+mod health;
 pub mod reconcile;
 mod report;
 pub mod restart;

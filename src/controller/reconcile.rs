@@ -1,8 +1,8 @@
 //! One reconcile of a `WebhookCaCertificate`, as a list of typed steps: sources -> bundle ->
-//! API client -> drift check -> upload -> restart and rollout -> status. Level-based: every
-//! step looks at what is, not at what happened, so a crash anywhere is repaired by the next
-//! pass. A step that cannot go on returns a [`StepFailure`]; its condition, reason and requeue
-//! are recorded in one place (`Report::stopped`).
+//! API client -> drift check -> upload -> restart and rollout -> read-back and health -> status.
+//! Level-based: every step looks at what is, not at what happened, so a crash anywhere is
+//! repaired by the next pass. A step that cannot go on returns a [`StepFailure`]; its condition,
+//! reason and requeue are recorded in one place (`Report::stopped`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ use super::report::Report;
 use super::sources::resolve_sources;
 use super::status::{BUNDLE_VALID, READY};
 use super::step::{Pass, Requeue, StepFailure};
-use super::{Context, api, conflict, deletion, restart, upload};
+use super::{Context, api, conflict, deletion, health, restart, upload};
 use crate::bundle::{self, SourceInput};
 use crate::crd::WebhookCaCertificate;
 use crate::metrics::ResourceLabels;
@@ -151,6 +151,12 @@ async fn steps(pass: &Pass<'_>, report: &mut Report) -> Result<(), StepFailure> 
     report.synced(&bundle.sha256, synced, now);
 
     let rollout = restart::step(pass, &bundle.sha256, drift_since).await?;
+    // Mid-rollout, nodes restart on purpose: the look waits for the targets to settle.
+    let settled = rollout.verdict.status;
+    let just_rolled = rollout.completed_now;
     report.rolled(rollout);
+    if settled {
+        report.checked(health::check(pass, &client, &bundle, just_rolled).await);
+    }
     Ok(())
 }

@@ -10,16 +10,19 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
+use super::health::Checked;
 use super::restart::RolloutReport;
 use super::status::{
-    BUNDLE_VALID, EXPIRING_SOON, INSECURE_TLS, READY, ROLLOUT_COMPLETE, UPLOADED, Verdict,
-    bundle_status, changed, expiry_verdict, merge_conditions, ready_verdict, short,
+    API_HEALTHY, BUNDLE_VALID, EXPIRING_SOON, INSECURE_TLS, READY, ROLLOUT_COMPLETE, UPLOADED,
+    Verdict, bundle_status, changed, expiry_verdict, merge_conditions, ready_verdict, short,
 };
 use super::step::{Requeue, StepFailure};
 use super::upload::Synced;
 use super::{CONTROLLER_NAME, Context};
 use crate::bundle::Bundle;
-use crate::crd::{BundleStatus, RolloutStatus, WebhookCaCertificate, WebhookCaCertificateStatus};
+use crate::crd::{
+    ApiHealthStatus, BundleStatus, RolloutStatus, WebhookCaCertificate, WebhookCaCertificateStatus,
+};
 
 /// The decisions of one pass, before they are written. Fields left `None` keep what status holds.
 pub struct Report {
@@ -31,6 +34,7 @@ pub struct Report {
     last_drift_check_time: Option<Time>,
     last_in_sync_time: Option<Time>,
     rollout: Option<RolloutStatus>,
+    health: Option<ApiHealthStatus>,
     /// Events that are not condition changes: an upload, a restart begun.
     notes: Vec<(EventType, &'static str, String)>,
     requeue: Option<Duration>,
@@ -48,12 +52,16 @@ impl Report {
             last_drift_check_time: None,
             last_in_sync_time: None,
             rollout: None,
+            health: None,
             notes: Vec::new(),
             requeue: None,
         }
     }
 
+    /// A later verdict on the same condition replaces an earlier one (the read-back after a
+    /// rollout can undo the pass's `Uploaded`).
     pub fn verdict(&mut self, verdict: Verdict) {
+        self.verdicts.retain(|v| v.type_ != verdict.type_);
         self.verdicts.push(verdict);
     }
 
@@ -132,6 +140,18 @@ impl Report {
         }
     }
 
+    /// The read-back after a rollout and the health answer, when there were any.
+    pub fn checked(&mut self, checked: Checked) {
+        if let Some(failure) = checked.read_back {
+            self.stopped(failure);
+        }
+        if let Some((verdict, status)) = checked.health {
+            self.verdict(verdict);
+            self.health = Some(status);
+        }
+        self.requeue_on(Requeue::After(checked.next));
+    }
+
     /// Decides `Ready` unless a step did (suspend); returns whether the resource is ready.
     pub fn decide_ready(&mut self, wait_for_rollout: bool) -> bool {
         if !self.verdicts.iter().any(|v| v.type_ == READY) {
@@ -156,9 +176,14 @@ impl Report {
         for v in changed(old, &self.verdicts) {
             let bad = match v.type_ {
                 EXPIRING_SOON | INSECURE_TLS => v.status,
-                _ => !v.status && !matches!(v.reason.as_str(), "Pending" | "RolloutInProgress"),
+                // Unknown is no verdict on the installation: no Warning for a rate limit.
+                _ => {
+                    !v.status
+                        && !v.unknown
+                        && !matches!(v.reason.as_str(), "Pending" | "RolloutInProgress")
+                }
             };
-            let good_news = v.status && matches!(v.type_, READY | ROLLOUT_COMPLETE);
+            let good_news = v.status && matches!(v.type_, READY | ROLLOUT_COMPLETE | API_HEALTHY);
             if bad {
                 publish(ctx, wcc, EventType::Warning, &v.reason, v.message.clone()).await;
             } else if good_news {
@@ -195,6 +220,7 @@ impl Report {
                 .or(old.last_drift_check_time),
             last_in_sync_time: self.last_in_sync_time.clone().or(old.last_in_sync_time),
             rollout: self.rollout.clone().or(old.rollout),
+            health: self.health.clone().or(old.health),
         };
         let patch = json!({
             "apiVersion": WebhookCaCertificate::api_version(&()),
@@ -229,5 +255,45 @@ pub async fn publish(
     // An Event that cannot be written is not worth failing the reconcile for.
     if let Err(e) = ctx.recorder().publish(&event, &wcc.object_ref(&())).await {
         tracing::warn!(error = %e, reason, "could not publish an Event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_bundle_after_the_rollout_replaces_the_pass_s_uploaded() {
+        let mut report = Report::new(Duration::from_secs(30));
+        report.verdict(Verdict::new(BUNDLE_VALID, true, "Valid", ""));
+        report.verdict(Verdict::new(UPLOADED, true, "UpToDate", ""));
+        report.verdict(Verdict::new(ROLLOUT_COMPLETE, true, "RolloutComplete", ""));
+        report.checked(Checked {
+            read_back: Some(StepFailure::halt(
+                UPLOADED,
+                "LostAfterRestart",
+                "gone",
+                Requeue::Retry,
+            )),
+            health: Some((
+                Verdict::new(API_HEALTHY, true, "Connected", ""),
+                ApiHealthStatus::default(),
+            )),
+            next: Duration::from_secs(600),
+        });
+        let uploaded: Vec<&Verdict> = report
+            .verdicts
+            .iter()
+            .filter(|v| v.type_ == UPLOADED)
+            .collect();
+        assert_eq!(uploaded.len(), 1, "one condition per type");
+        assert_eq!(uploaded[0].reason, "LostAfterRestart");
+        assert!(!report.decide_ready(true));
+        assert!(report.health.is_some());
+        assert_eq!(
+            report.requeue_after(Duration::from_secs(600)),
+            Duration::from_secs(30),
+            "the retry comes before the next health question"
+        );
     }
 }

@@ -16,6 +16,8 @@ pub const UPLOADED: &str = "Uploaded";
 pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
 pub const EXPIRING_SOON: &str = "ExpiringSoon";
 pub const INSECURE_TLS: &str = "InsecureTls";
+/// What `GET /v1/health` said after the last rollout or drift check; never gates `Ready`.
+pub const API_HEALTHY: &str = "ApiHealthy";
 
 /// A condition as the reconcile decides it; `lastTransitionTime` is filled in against the old
 /// status by [`merge_conditions`].
@@ -23,6 +25,8 @@ pub const INSECURE_TLS: &str = "InsecureTls";
 pub struct Verdict {
     pub type_: &'static str,
     pub status: bool,
+    /// The check could not be made (`status` is then false): the condition reads `Unknown`.
+    pub unknown: bool,
     pub reason: String,
     pub message: String,
 }
@@ -37,8 +41,30 @@ impl Verdict {
         Self {
             type_,
             status,
+            unknown: false,
             reason: reason.into(),
             message: message.into(),
+        }
+    }
+
+    /// A condition whose check could not be made this time (status `Unknown`).
+    pub fn unknown(
+        type_: &'static str,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            unknown: true,
+            ..Self::new(type_, false, reason, message)
+        }
+    }
+
+    /// The metav1.Condition status: `True`, `False` or `Unknown`.
+    pub fn status_str(&self) -> &'static str {
+        match (self.unknown, self.status) {
+            (true, _) => "Unknown",
+            (false, true) => "True",
+            (false, false) => "False",
         }
     }
 }
@@ -89,7 +115,7 @@ pub fn merge_conditions(
     let mut out: Vec<Condition> = verdicts
         .iter()
         .map(|v| {
-            let status = if v.status { "True" } else { "False" };
+            let status = v.status_str();
             let last_transition_time = match old_by_type.get(v.type_) {
                 Some(previous) if previous.status == status => {
                     previous.last_transition_time.clone()
@@ -120,7 +146,7 @@ pub fn changed<'a>(old: &[Condition], verdicts: &'a [Verdict]) -> Vec<&'a Verdic
     verdicts
         .iter()
         .filter(|v| {
-            let status = if v.status { "True" } else { "False" };
+            let status = v.status_str();
             !old.iter()
                 .any(|c| c.type_ == v.type_ && c.status == status && c.reason == v.reason)
         })
@@ -238,6 +264,28 @@ mod tests {
         assert_eq!(merged[0].last_transition_time.0.as_second(), 100);
         assert_eq!(merged[1].last_transition_time.0.as_second(), 500);
         assert!(merged.iter().all(|c| c.observed_generation == Some(2)));
+    }
+
+    #[test]
+    fn unknown_is_a_status_of_its_own() {
+        let old = vec![condition(API_HEALTHY, "True", "Connected", 100)];
+        let verdicts = [Verdict::unknown(API_HEALTHY, "RateLimited", "429")];
+        let now = Timestamp::from_second(500).expect("valid");
+        let merged = merge_conditions(&old, &verdicts, Some(2), now);
+        assert_eq!(merged[0].status, "Unknown");
+        assert_eq!(merged[0].last_transition_time.0.as_second(), 500);
+        assert_eq!(changed(&old, &verdicts).len(), 1);
+        assert!(changed(&merged, &verdicts).is_empty());
+        let health_only = [
+            Verdict::new(BUNDLE_VALID, true, "Valid", ""),
+            Verdict::new(UPLOADED, true, "UpToDate", ""),
+            Verdict::new(ROLLOUT_COMPLETE, true, "RolloutComplete", ""),
+            Verdict::new(API_HEALTHY, false, "NodeUnreachable", "wacore3"),
+        ];
+        assert!(
+            ready_verdict(&health_only, true).status,
+            "ApiHealthy never gates Ready"
+        );
     }
 
     #[test]

@@ -21,8 +21,8 @@ pub use crate::duration::{DurationParseError, GoDuration, parse_duration};
 pub use restart::{RestartMethod, RestartSpec, RestartTarget, WorkloadKind};
 pub use source::{ObjectSource, Source};
 pub use status::{
-    BundleStatus, CertificateStatus, RolloutState, RolloutStatus, TargetRollout,
-    WebhookCaCertificateStatus,
+    ApiHealthStatus, BundleStatus, CertificateStatus, NodeHealthStatus, RolloutState,
+    RolloutStatus, TargetRollout, WebhookCaCertificateStatus,
 };
 use std::time::Duration;
 pub use target::{ApiCredentials, ApiTarget, ApiTls, LoginSecretRef, SecretKeyRef};

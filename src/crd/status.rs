@@ -15,7 +15,7 @@ pub struct WebhookCaCertificateStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// The current state, one entry per type: `Ready`, `BundleValid`, `Uploaded`,
-    /// `RolloutComplete`, `ExpiringSoon` and `InsecureTls`.
+    /// `RolloutComplete`, `ExpiringSoon`, `InsecureTls` and `ApiHealthy`.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -39,6 +39,44 @@ pub struct WebhookCaCertificateStatus {
     /// Progress of the restart that follows an upload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
+    /// What `GET /v1/health` answered after the last rollout or drift check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<ApiHealthStatus>,
+}
+
+/// The last answer of `GET /v1/health` (rate-limited to 10 calls a minute by the API, so it is
+/// asked once after a rollout and at drift checks, never in a loop).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiHealthStatus {
+    /// When the operator last asked. The next question comes at the first drift check at least
+    /// `driftCheckInterval` (and at least one minute) later, or after the next rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<Time>,
+    /// A single instance's `gateway_status` (`connected`, `connecting`, `disconnected`,
+    /// `uninitialized`, `unregistered`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_status: Option<String>,
+    /// High availability or multiconnect: every node the API reported, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeHealthStatus>,
+}
+
+/// One node of a high-availability or multiconnect installation.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeHealthStatus {
+    /// `<hostname>:<container_name>`, as the API keys it.
+    pub name: String,
+    /// `primary_master`, `secondary_master` or `coreapp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// The node's `gateway_status`; absent when the node did not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_status: Option<String>,
+    /// Why the node did not answer (the API's error title and code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Summary of a built bundle. Certificates are public; no private material is ever recorded.

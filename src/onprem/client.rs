@@ -267,6 +267,12 @@ impl OnPremClient {
         }
     }
 
+    /// Sends `call` once, with authentication (a 401 still gets its one re-login), without
+    /// retrying a transient failure: for an endpoint whose rate limit a retry would spend.
+    pub(crate) async fn call_once(&self, call: &Call) -> Result<Answer, ApiError> {
+        self.authorized_once(call).await
+    }
+
     /// One attempt: fresh credentials, a token (cached or from a login), the request, and on a
     /// 401 one re-login and resend.
     async fn authorized_once(&self, call: &Call) -> Result<Answer, ApiError> {

@@ -5,7 +5,7 @@ use std::fmt;
 use reqwest::Method;
 use serde_json::{Map, Value};
 
-use super::client::{Call, OnPremClient};
+use super::client::{Answer, Call, OnPremClient};
 use super::error::{ApiError, EnvelopeError, envelope_errors};
 
 pub const HEALTH_PATH: &str = "/v1/health";
@@ -160,17 +160,34 @@ impl OnPremClient {
     /// `GET /v1/health`. The API allows 10 calls a minute; a 429 is retried after its
     /// `Retry-After` like any other transient answer.
     pub async fn health(&self) -> Result<Health, ApiError> {
-        let call = Call {
-            method: Method::GET,
-            path: HEALTH_PATH,
-            body: None,
-            accept_not_found: false,
-        };
+        let call = health_call();
         let answer = self.call(&call).await?;
-        match parse_health(&answer.body) {
-            Ok(health) => Ok(health),
-            Err(message) => Err(answer.invalid(&call, message)),
-        }
+        read_health(&call, answer)
+    }
+
+    /// `GET /v1/health` sent once: a 429 or any other failure is returned, not retried, so a
+    /// caller that asks at fixed moments (the operator: after a rollout, at drift checks) spends
+    /// one of the API's 10 calls a minute per question.
+    pub async fn health_once(&self) -> Result<Health, ApiError> {
+        let call = health_call();
+        let answer = self.call_once(&call).await?;
+        read_health(&call, answer)
+    }
+}
+
+fn health_call() -> Call {
+    Call {
+        method: Method::GET,
+        path: HEALTH_PATH,
+        body: None,
+        accept_not_found: false,
+    }
+}
+
+fn read_health(call: &Call, answer: Answer) -> Result<Health, ApiError> {
+    match parse_health(&answer.body) {
+        Ok(health) => Ok(health),
+        Err(message) => Err(answer.invalid(call, message)),
     }
 }
 

@@ -76,6 +76,11 @@ pub(crate) async fn around(
 
     let fault = shared.lock().take_fault(&record.method, &record.path);
     let response = match fault {
+        Some(fault) if fault.action == FaultAction::LoseBundle => {
+            record.fault = true;
+            shared.lock().bundle = None;
+            Some(next.run(Request::from_parts(parts, Body::from(body))).await)
+        }
         Some(fault) => {
             record.fault = true;
             let answer = fault_response(&fault, &shared.version);

@@ -130,6 +130,9 @@ pub enum FaultAction {
     Error { status: u16, code: Option<u32> },
     /// Read the request, then drop the connection without answering.
     Disconnect,
+    /// The stored bundle is lost, as when a restart of the coreapp nodes reset what the master
+    /// held; then the endpoint answers as usual (a GET: nothing stored).
+    LoseBundle,
 }
 
 /// A fault that fires on the next `times` matching requests, then disarms itself.
@@ -148,6 +151,10 @@ pub struct Fault {
     /// Sent as `Retry-After: <seconds>` with an error answer.
     #[serde(default)]
     pub retry_after_secs: Option<u64>,
+    /// This many matching requests pass untouched before the fault fires (a read-back right
+    /// after a first read, say).
+    #[serde(default)]
+    pub skip: u32,
 }
 
 fn one() -> u32 {
@@ -173,6 +180,11 @@ impl Fault {
         Self::with_action(FaultAction::Disconnect)
     }
 
+    /// Lose the stored bundle, then answer as usual, once.
+    pub fn lose_bundle() -> Self {
+        Self::with_action(FaultAction::LoseBundle)
+    }
+
     fn with_action(action: FaultAction) -> Self {
         Self {
             action,
@@ -180,6 +192,7 @@ impl Fault {
             path: None,
             method: None,
             retry_after_secs: None,
+            skip: 0,
         }
     }
 
@@ -200,6 +213,12 @@ impl Fault {
 
     pub fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after_secs = Some(secs);
+        self
+    }
+
+    /// Let the first `n` matching requests through.
+    pub fn after(mut self, n: u32) -> Self {
+        self.skip = n;
         self
     }
 

@@ -264,10 +264,15 @@ impl Inner {
         self.faults.clone()
     }
 
-    /// The first armed fault matching the request, counted down by one use.
+    /// The first armed fault matching the request, counted down by one use. A fault that still
+    /// skips lets the request through (counting the skip down) without trying later faults.
     pub fn take_fault(&mut self, method: &str, path: &str) -> Option<Fault> {
         let idx = self.faults.iter().position(|f| f.matches(method, path))?;
         let fault = &mut self.faults[idx];
+        if fault.skip > 0 {
+            fault.skip -= 1;
+            return None;
+        }
         fault.times -= 1;
         let fired = fault.clone();
         if fault.times == 0 {
@@ -352,6 +357,7 @@ mod tests {
 
     use super::*;
     use crate::SimUser;
+    use crate::model::FaultAction;
 
     const IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -465,6 +471,23 @@ mod tests {
         assert!(inner.take_fault("GET", "/v1/health").is_some());
         assert!(inner.take_fault("GET", "/v1/health").is_some());
         assert_eq!(inner.take_fault("GET", "/v1/health"), None);
+        assert!(inner.faults().is_empty());
+    }
+
+    #[test]
+    fn a_skipping_fault_lets_requests_through_first() {
+        let mut inner = inner_with(vec![]);
+        inner.add_fault(Fault::lose_bundle().on_method("GET").after(1));
+        assert_eq!(
+            inner.take_fault("GET", "/v1/certificates/webhooks/ca"),
+            None
+        );
+        let fired = inner.take_fault("GET", "/v1/certificates/webhooks/ca");
+        assert_eq!(fired.map(|f| f.action), Some(FaultAction::LoseBundle));
+        assert_eq!(
+            inner.take_fault("GET", "/v1/certificates/webhooks/ca"),
+            None
+        );
         assert!(inner.faults().is_empty());
     }
 

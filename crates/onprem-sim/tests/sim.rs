@@ -451,6 +451,29 @@ async fn disconnect_fault_drops_the_connection_once() {
 }
 
 #[tokio::test]
+async fn lose_bundle_fault_loses_it_after_the_skipped_reads() {
+    let (sim, c, token) = admin_session(SimConfig::default()).await;
+    sim.set_stored_bundle(Some("-----BEGIN CERTIFICATE-----\n".to_owned()));
+    sim.inject(Fault::lose_bundle().on_path(CA).on_method("GET").after(1));
+    let first = call(&c, &sim, reqwest::Method::GET, CA, &token).await;
+    assert_eq!(
+        first.status(),
+        StatusCode::OK,
+        "the first read is let through"
+    );
+    let second = call(&c, &sim, reqwest::Method::GET, CA, &token).await;
+    assert_eq!(
+        second.status(),
+        StatusCode::NOT_FOUND,
+        "lost, then answered"
+    );
+    assert_eq!(sim.stored_bundle(), None);
+    let faults: Vec<bool> = sim.requests().iter().map(|r| r.fault).collect();
+    assert_eq!(faults, [false, true]);
+    assert!(sim.pending_faults().is_empty());
+}
+
+#[tokio::test]
 async fn core_unreachable_fails_certificate_endpoints_with_1014() {
     let (sim, c, token) = admin_session(SimConfig::default()).await;
     sim.set_core_unreachable(true);

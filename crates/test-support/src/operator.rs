@@ -224,6 +224,14 @@ pub fn ca_requests(sim: &Simulator, method: &str) -> usize {
         .count()
 }
 
+/// How many `GET /v1/health` the simulator saw since its requests were cleared.
+pub fn health_requests(sim: &Simulator) -> usize {
+    sim.requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/v1/health")
+        .count()
+}
+
 pub async fn rolled_out(ns: &TestNamespace) -> Deployment {
     let api: Api<Deployment> = ns.api();
     wait_for("coreapp to roll out", || async {

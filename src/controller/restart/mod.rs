@@ -140,6 +140,9 @@ pub struct RolloutReport {
     pub requeue: Option<Requeue>,
     /// The Event note when this pass began a restart.
     pub started: Option<String>,
+    /// The rollout for this bundle completed in this pass (it was not recorded complete
+    /// before): the moment to read the bundle back and ask the API's health.
+    pub completed_now: bool,
 }
 
 /// Restarts what does not run bundle `sha` yet, then reports where the rollout stands. Never
@@ -170,6 +173,7 @@ pub async fn step(
             rollout: None,
             requeue: None,
             started: None,
+            completed_now: false,
         });
     }
     let failure = StepFailure::mapper(ROLLOUT_COMPLETE);
@@ -259,16 +263,21 @@ pub async fn step(
         spec.rollout_timeout(),
         now,
     );
+    let mut completed_now = false;
     let (verdict, requeue) = match verdict {
         plan::Verdict::Failed { message } => (
             Verdict::new(ROLLOUT_COMPLETE, false, "RolloutFailed", message),
             Some(Requeue::Retry),
         ),
         plan::Verdict::Complete => {
-            let same_bundle = previous.filter(|r| r.bundle_sha256 == sha);
-            rollout.completed_at = same_bundle
-                .and_then(|r| r.completed_at.clone())
-                .or(Some(Time(now)));
+            // The same rollout, not merely the same bundle: a drift correction restarts again
+            // for a bundle whose first rollout completed long ago.
+            let same_rollout = previous.filter(|r| {
+                r.bundle_sha256 == sha && r.started_at.as_ref().map(|t| t.0) == Some(started_at)
+            });
+            let recorded = same_rollout.and_then(|r| r.completed_at.clone());
+            completed_now = recorded.is_none();
+            rollout.completed_at = recorded.or(Some(Time(now)));
             let message = format!(
                 "{} workload(s) run with bundle sha256 {}",
                 rollout.targets.len(),
@@ -303,6 +312,7 @@ pub async fn step(
         rollout: Some(rollout),
         requeue,
         started,
+        completed_now,
     })
 }
 
