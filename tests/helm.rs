@@ -18,9 +18,15 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
+use test_support::certs::ca_pem;
+use test_support::operator::{
+    Setup, apply_wcc, expected_bundle, set_secret, setup, spec, wait_condition, wait_stored_bundle,
+};
+use test_support::operator_process::{OperatorProcess, token_kubeconfig};
 use test_support::{DeleteOnDrop, TestNamespace, run, run_ok, token_for, wait_for};
 use webhook_ca_operator::crd::WebhookCaCertificate;
 
+const BINARY: &str = env!("CARGO_BIN_EXE_webhook-ca-operator");
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/webhook-ca-operator");
 const CHART_YAML: &str = include_str!("../charts/webhook-ca-operator/Chart.yaml");
 const CHART_VALUES: &str = include_str!("../charts/webhook-ca-operator/values.yaml");
@@ -211,6 +217,14 @@ fn chart_metadata_matches_the_crate() {
 
 #[test]
 fn the_chart_lints_strictly() {
+    let shards = [
+        "--set",
+        "watchNamespaces={team-a,team-b}",
+        "--set",
+        "selector=shard=eu",
+        "--set",
+        "leaderElection.leaseName=wco-eu",
+    ];
     for extra in [
         &[][..],
         &["--set", "watchNamespace=team-a"][..],
@@ -220,6 +234,7 @@ fn the_chart_lints_strictly() {
             "--set",
             "metrics.serviceMonitor.enabled=true",
         ][..],
+        &shards[..],
     ] {
         let out = run_ok(helm_offline().args(["lint", "--strict", CHART]).args(extra));
         assert!(out.contains("0 chart(s) failed"), "{out}");
@@ -351,6 +366,99 @@ fn watch_namespace_renders_roles_in_that_namespace_only() {
 }
 
 #[test]
+fn watch_namespaces_render_a_role_in_each_and_nothing_cluster_wide() {
+    let objects = template("wco", "ops", &["--set", "watchNamespaces={team-a,team-b}"]);
+    let name = "wco-webhook-ca-operator";
+    let all = kinds(&objects);
+    assert!(
+        !all.iter().any(|k| k.starts_with("ClusterRole")),
+        "cluster-wide RBAC with a namespace list: {all:?}"
+    );
+    let namespaces_of = |kind: &str| -> BTreeSet<String> {
+        objects
+            .iter()
+            .filter(|o| o["kind"] == kind && name_of(o) == name)
+            .map(|o| {
+                o["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_owned()
+            })
+            .collect()
+    };
+    let listed: BTreeSet<String> = ["team-a".to_owned(), "team-b".to_owned()].into();
+    assert_eq!(namespaces_of("Role"), listed);
+    assert_eq!(namespaces_of("RoleBinding"), listed);
+    for object in objects.iter().filter(|o| name_of(o) == name) {
+        match object["kind"].as_str() {
+            Some("Role") => assert_eq!(rules_of(object), access(&[WATCH_ACCESS])),
+            Some("RoleBinding") => assert_eq!(
+                object["subjects"],
+                json!([{"kind": "ServiceAccount", "name": name, "namespace": "ops"}])
+            ),
+            _ => {}
+        }
+    }
+    let lease_role = find(&objects, "Role", &format!("{name}-leader-election"));
+    assert_eq!(lease_role["metadata"]["namespace"], "ops");
+    let args = args_of(&operator_container(&objects, name)).join(" ");
+    assert!(args.contains("--namespace=team-a,team-b"), "{args}");
+    assert!(!args.contains("--selector"), "{args}");
+
+    // The deprecated single namespace renders the same as a list of one.
+    let single = template("wco", "ops", &["--set", "watchNamespace=team-a"]);
+    let listed = template("wco", "ops", &["--set", "watchNamespaces={team-a}"]);
+    assert_eq!(single, listed);
+}
+
+#[test]
+fn selector_and_lease_values_render_their_flags() {
+    let objects = template(
+        "wco",
+        "ops",
+        &[
+            "--set-json",
+            r#"selector="tier in (a,b),!legacy""#,
+            "--set",
+            "leaderElection.leaseName=wco-eu",
+            "--set",
+            "leaderElection.leaseDuration=30s",
+            "--set",
+            "leaderElection.renewPeriod=20s",
+        ],
+    );
+    let args = args_of(&operator_container(&objects, "wco-webhook-ca-operator"))
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    for want in [
+        "--selector=tier in (a,b),!legacy",
+        "--leader-elect",
+        "--leader-election-lease-name=wco-eu",
+        "--leader-election-lease-duration=30s",
+        "--leader-election-renew-period=20s",
+    ] {
+        assert!(
+            args.iter().any(|a| a == want),
+            "{want} missing from {args:?}"
+        );
+    }
+    // Without leader election there is no Lease to name.
+    let without = template(
+        "wco",
+        "ops",
+        &[
+            "--set",
+            "leaderElection.enabled=false",
+            "--set",
+            "leaderElection.leaseName=wco-eu",
+        ],
+    );
+    let args = args_of(&operator_container(&without, "wco-webhook-ca-operator")).join(" ");
+    assert!(!args.contains("--leader-election"), "{args}");
+}
+
+#[test]
 fn optional_objects_and_overrides_render() {
     let digest = format!("sha256:{}", "ab".repeat(32));
     let objects = template(
@@ -468,6 +576,36 @@ fn invalid_values_are_refused() {
     assert!(refused.contains("expiryCriticalDays"), "{refused}");
     let refused = template_refused(&["--set", "controller.apiConcurrency=0"]);
     assert!(refused.contains("/controller/apiConcurrency"), "{refused}");
+    for list in [
+        "watchNamespaces={team-a,Not_A_Namespace}",
+        "watchNamespaces={a,a}",
+    ] {
+        let refused = template_refused(&["--set", list]);
+        assert!(refused.contains("/watchNamespaces"), "{list}: {refused}");
+    }
+    let refused = template_refused(&[
+        "--set",
+        "watchNamespace=team-a",
+        "--set",
+        "watchNamespaces={team-b}",
+    ]);
+    assert!(
+        refused.contains("list that namespace in watchNamespaces"),
+        "{refused}"
+    );
+    // A Lease counts whole seconds.
+    for duration in ["15", "1500ms", "2.5s"] {
+        let refused = template_refused(&[
+            "--set-string",
+            &format!("leaderElection.leaseDuration={duration}"),
+        ]);
+        assert!(
+            refused.contains("/leaderElection/leaseDuration"),
+            "{duration}: {refused}"
+        );
+    }
+    let refused = template_refused(&["--set", "leaderElection.leaseName=Shard_EU"]);
+    assert!(refused.contains("/leaderElection/leaseName"), "{refused}");
 }
 
 /// Values that are Kubernetes objects passed through whole; the README documents them as one.
@@ -893,6 +1031,172 @@ async fn namespaced_install_grants_nothing_outside_the_watched_namespace() {
         .await
         .expect("list secrets in the watched namespace as the operator");
 
+    release.uninstall();
+    let left = release.rbac_left().await;
+    assert!(left.is_empty(), "helm uninstall left RBAC behind: {left:?}");
+}
+
+/// `kubectl auth can-i` with the credentials of `kubeconfig`: kubectl's "yes" or "no".
+fn can_i(cluster: &test_support::Cluster, kubeconfig: &Path, args: &[&str]) -> String {
+    // can-i exits 1 for "no": read the answer, not the status.
+    let out = cluster
+        .kubectl()
+        .env("KUBECONFIG", kubeconfig)
+        .args(["auth", "can-i"])
+        .args(args)
+        .output()
+        .expect("run kubectl auth can-i");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The operator's arguments as the chart's Deployment gives them, for a process run here:
+/// without the subcommand and the flags the test harness sets itself (metrics address, logs).
+fn chart_args(deployment: &Deployment) -> Vec<String> {
+    let container = deployment
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .map(|p| p.containers[0].clone())
+        .expect("the operator container");
+    container
+        .args
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| {
+            a != "run" && !a.starts_with("--metrics-bind") && !a.starts_with("--log-format")
+        })
+        .collect()
+}
+
+/// `watchNamespaces: [a, b]` as a user would check it: with the chart's own ServiceAccount token
+/// and the chart's own arguments, the operator reconciles a resource in `a`; with the same token
+/// a Secret in a third namespace is out of reach, and so is a cluster-wide list of Secrets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_list_install_works_with_its_token_and_reads_no_other_secrets() {
+    let Setup { ns: a, sim } = setup("helm-list-a").await;
+    let b = TestNamespace::new("helm-list-b").await;
+    let c = TestNamespace::new("helm-list-c").await;
+    let cluster = a.cluster();
+    cluster.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{ name: not-yours, namespace: {} }}\nstringData: {{ ca.crt: x }}\n",
+        c.name()
+    ));
+    let release = Release::install(
+        "helm-list",
+        &[
+            "--set",
+            &format!("watchNamespaces={{{},{}}}", a.name(), b.name()),
+        ],
+    )
+    .await;
+    let who = Identities::new(&release.ns, &release.fullname).await;
+    who.assert_grants(a.name(), access(&[WATCH_ACCESS])).await;
+    who.assert_grants(b.name(), access(&[WATCH_ACCESS])).await;
+    who.assert_grants(release.ns.name(), access(&[LEASE_ACCESS]))
+        .await;
+    who.assert_grants(c.name(), Access::new()).await;
+
+    let admin = release.ns.client();
+    let token = token_for(&admin, release.ns.name(), &release.fullname).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let kubeconfig = token_kubeconfig(cluster.kubeconfig(), &token, dir.path());
+    assert_eq!(
+        can_i(cluster, &kubeconfig, &["get", "secrets", "-n", a.name()]),
+        "yes"
+    );
+    assert_eq!(
+        can_i(cluster, &kubeconfig, &["get", "secrets", "-n", c.name()]),
+        "no"
+    );
+    assert_eq!(
+        can_i(
+            cluster,
+            &kubeconfig,
+            &["list", "secrets", "--all-namespaces"]
+        ),
+        "no"
+    );
+    let as_operator = cluster.client_with_token(&token);
+    assert_forbidden(
+        Api::<Secret>::namespaced(as_operator.clone(), c.name())
+            .get("not-yours")
+            .await,
+        "get a secret in a namespace outside the list",
+    );
+    assert_forbidden(
+        Api::<Secret>::all(as_operator.clone())
+            .list_metadata(&ListParams::default())
+            .await,
+        "list secrets in all namespaces",
+    );
+
+    let deployment = Api::<Deployment>::namespaced(admin.clone(), release.ns.name())
+        .get(&release.fullname)
+        .await
+        .expect("the operator's Deployment");
+    let mut args = chart_args(&deployment);
+    assert!(
+        args.contains(&format!("--namespace={},{}", a.name(), b.name())),
+        "{args:?}"
+    );
+    // In the pod, POD_NAMESPACE names the release namespace for the Lease.
+    args.extend(["--lease-namespace".to_owned(), release.ns.name().to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    // Told to watch a namespace beyond the chart's list, the operator is refused there and stays
+    // unready, serving none of its namespaces, rather than pretending to cover the third one.
+    let beyond: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| *a != "--leader-elect")
+        .chain(["--namespace", c.name()])
+        .collect();
+    let misconfigured = OperatorProcess::spawn(BINARY, "beyond-the-list", &kubeconfig, &beyond);
+    let refused = wait_for("the refusal in the third namespace", || async {
+        // kube's watcher warns about each refused list of the resources there.
+        let refused: Vec<String> = misconfigured
+            .refused_requests()
+            .into_iter()
+            .filter(|l| {
+                l.contains(r#""level":"WARN""#)
+                    && l.contains("webhookcacertificates.webhookca.io is forbidden")
+                    && l.contains(c.name())
+            })
+            .collect();
+        // The third refusal comes after two retries, each behind the watch's own backoff and
+        // the controller's (which the refused Secret and ConfigMap watches there grow too):
+        // seconds later, when the lists of a and b are long done and /readyz (which follows
+        // the cache within a second) would say so if the cache counted as ready without c.
+        if refused.len() < 3 {
+            Err(format!("log: {:?}", misconfigured.log_lines()))
+        } else {
+            Ok(refused)
+        }
+    })
+    .await;
+    assert_ne!(
+        misconfigured.readyz().await,
+        Ok(reqwest::StatusCode::OK),
+        "ready while refused in {}: {refused:?}",
+        c.name()
+    );
+    drop(misconfigured);
+
+    let ca = ca_pem("Namespace List Root");
+    set_secret(&a, "internal-ca", "ca.crt", &ca).await;
+    let operator = OperatorProcess::spawn(BINARY, "chart-list", &kubeconfig, &args);
+    apply_wcc(&a, spec(&sim, json!({}))).await;
+    wait_condition(&a, "Ready", "True", "Synced").await;
+    wait_stored_bundle(&sim, &expected_bundle(&[&ca])).await;
+    operator.wait_ready().await;
+    let denied = operator.refused_requests();
+    assert!(
+        denied.is_empty(),
+        "requests the chart's RBAC refused: {denied:?}"
+    );
+
+    drop(operator);
     release.uninstall();
     let left = release.rbac_left().await;
     assert!(left.is_empty(), "helm uninstall left RBAC behind: {left:?}");

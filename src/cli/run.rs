@@ -1,6 +1,9 @@
 //! `webhook-ca-operator run`: the controller, its health and metrics endpoints, and leader
 //! election.
 
+mod lease;
+mod scope;
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,22 +19,25 @@ use crate::controller::{self, CONTROLLER_NAME, Context, Settings};
 use crate::http::{self, Health};
 use crate::metrics::Metrics;
 use crate::telemetry::{self, LogFormat};
+use lease::{LeaseArgs, LeaseArgsError};
+use scope::ScopeArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Watch only this namespace (the chart's watchNamespace); all namespaces when absent.
-    #[arg(long, env = "WATCH_NAMESPACE")]
-    namespace: Option<String>,
+    #[command(flatten)]
+    scope: ScopeArgs,
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_bind: SocketAddr,
-    /// Run only while holding the Lease `webhook-ca-operator`, so that several replicas can run
-    /// with one active.
+    /// Run only while holding the leader Lease (--leader-election-lease-name), so that several
+    /// replicas can run with one active.
     #[arg(long)]
     leader_elect: bool,
     /// Namespace of the leader Lease (the pod's own namespace in a cluster).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     lease_namespace: String,
+    #[command(flatten)]
+    lease: LeaseArgs,
     /// This replica's name in the Lease and in Events.
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
@@ -43,6 +49,10 @@ pub struct RunArgs {
 
 #[derive(Debug, thiserror::Error)]
 enum RunError {
+    #[error(transparent)]
+    Scope(#[from] controller::ScopeError),
+    #[error(transparent)]
+    LeaseSettings(#[from] LeaseArgsError),
     #[error("cannot reach the Kubernetes API: {0}")]
     Client(#[source] kube::Error),
     #[error(transparent)]
@@ -65,6 +75,9 @@ pub async fn run(args: RunArgs) -> ExitCode {
 }
 
 async fn serve(args: RunArgs) -> Result<(), RunError> {
+    // Checked before anything connects: a typo in a flag must not start a half-working operator.
+    let scope = args.scope.scope()?;
+    let lease = args.lease.settings()?;
     let client = Client::try_default().await.map_err(RunError::Client)?;
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health {
@@ -79,14 +92,15 @@ async fn serve(args: RunArgs) -> Result<(), RunError> {
     });
     tracing::info!(
         metrics = %addr,
-        namespace = args.namespace.as_deref().unwrap_or("*"),
+        namespaces = %scope.describe_namespaces(),
+        selector = scope.selector().unwrap_or(""),
         leader_elect = args.leader_elect,
         dry_run = args.knobs.dry_run,
         "starting"
     );
 
     let mut settings = Settings {
-        namespace: args.namespace.clone(),
+        scope,
         instance: args.instance.clone(),
         ..Settings::default()
     };
@@ -103,18 +117,19 @@ async fn serve(args: RunArgs) -> Result<(), RunError> {
         .instance
         .clone()
         .unwrap_or_else(|| format!("{CONTROLLER_NAME}-{}", uuid::Uuid::new_v4()));
-    let manager = LeaseManagerBuilder::new(client, CONTROLLER_NAME)
+    let lease_name = lease.name.clone();
+    let manager = LeaseManagerBuilder::new(client, lease.name)
         .with_namespace(args.lease_namespace.clone())
         .with_identity(identity)
-        .with_duration(15)
-        .with_grace(5)
+        .with_duration(lease.duration)
+        .with_grace(lease.grace)
         .build()
         .await
         .map_err(RunError::Lease)?;
     let (mut leading, lease_task) = manager.watch().await;
     // A standby replica is healthy and ready: it serves its endpoints and waits.
     health.ready.store(true, Ordering::Relaxed);
-    tracing::info!("waiting for the leader Lease");
+    tracing::info!(lease = %lease_name, namespace = %args.lease_namespace, "waiting for the leader Lease");
     tokio::select! {
         () = stop.clone() => {
             drop(leading);

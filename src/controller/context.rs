@@ -10,6 +10,7 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::scope::Scope;
 use crate::crd::{WebhookCaCertificate, WebhookCaCertificateStatus};
 use crate::metrics::{Metrics, ResourceLabels};
 use crate::onprem::{OnPremClient, RequestLimiter, RetryPolicy};
@@ -20,8 +21,8 @@ pub const CONTROLLER_NAME: &str = crate::NAME;
 /// Knobs of the controller itself (the resource's own knobs are in its spec).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Watch only this namespace; `None` watches all.
-    pub namespace: Option<String>,
+    /// The namespaces and the label selector of the resources served.
+    pub scope: Scope,
     /// How soon to look again while a rollout or an eviction is under way.
     pub progress_interval: Duration,
     /// How soon to retry after a transient failure (API unavailable, source unreadable).
@@ -47,7 +48,7 @@ impl Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            namespace: None,
+            scope: Scope::all(),
             progress_interval: Duration::from_secs(3),
             retry_interval: Duration::from_secs(30),
             api_retry: RetryPolicy::default(),

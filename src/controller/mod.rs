@@ -14,6 +14,7 @@ mod health;
 pub mod reconcile;
 mod report;
 pub mod restart;
+pub mod scope;
 pub mod sources;
 pub mod status;
 pub mod step;
@@ -27,28 +28,18 @@ use std::sync::atomic::Ordering;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
 
 pub use context::{CONTROLLER_NAME, Context, Settings};
+pub use scope::{Scope, ScopeError};
 
 use crate::crd::WebhookCaCertificate;
 use crate::http::Health;
 use crate::metrics::ResourceLabels;
 use sources::{ObjectKind, read_last_time, refers_to};
-
-fn api_for<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    <K as Resource>::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
 
 /// Asks for a pass of every resource that stepped back for an owner: the owner may have
 /// changed its API or targets, or gone.
@@ -84,7 +75,8 @@ fn referrers(
         .collect()
 }
 
-/// Runs the controller until `shutdown` resolves. Secrets and ConfigMaps are watched by
+/// Runs the controller until `shutdown` resolves, over the resources of the settings' [`Scope`]
+/// (one watch per namespace of a namespace list). Secrets and ConfigMaps are watched by
 /// metadata only: a cluster may hold tens of thousands of Secrets, and their data is read only
 /// when a resource refers to them.
 pub async fn run(
@@ -92,9 +84,8 @@ pub async fn run(
     health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let namespace = ctx.settings.namespace.clone();
+    let scope = ctx.settings.scope.clone();
     let client = ctx.client.clone();
-    let resources: Api<WebhookCaCertificate> = api_for(&client, namespace.as_deref());
 
     let (reader, writer) = reflector::store();
     ctx.set_store(reader.clone());
@@ -117,31 +108,31 @@ pub async fn run(
         let ctx = Arc::clone(&ctx);
         move |_: &WebhookCaCertificate| nudge_conflicted(&ctx, &nudge)
     };
+    // Every watch goes through `watch::resilient`: a 410 re-lists at once and the backoff stays
+    // short, so the operator sees changes within seconds of an apiserver restart. The
+    // namespaces' watches of resources share one store through `scope::merge`, so that one
+    // namespace's re-list never drops another's resources from it; the store sees one
+    // `InitDone`, and a resource deleted while its namespace's watch was down comes as a Delete.
+    let resources = scope.watches::<WebhookCaCertificate>(&client, &scope.resource_config());
     // Status writes and finalizer edits change neither generation nor anything the reconcile
     // reads from the spec; filtering them out keeps a status write from triggering a reconcile.
-    // Every watch goes through `watch::resilient`: a 410 re-lists at once and the backoff stays
-    // short, so the operator sees changes within seconds of an apiserver restart.
-    let stream = watch::resilient(reflector::reflector(
-        writer,
-        watcher(resources, watcher::Config::default()),
-    ))
-    .inspect_ok(on_event)
-    .touched_objects()
-    .predicate_filter(
-        predicates::generation.combine(predicates::finalizers),
-        Default::default(),
-    )
-    .inspect_ok(on_change);
+    let stream = reflector::reflector(writer, scope::merge(resources))
+        .inspect_ok(on_event)
+        .touched_objects()
+        .predicate_filter(
+            predicates::generation.combine(predicates::finalizers),
+            Default::default(),
+        )
+        .inspect_ok(on_change);
 
-    let secrets = watch::resilient(watcher(
-        api_for::<PartialObjectMeta<Secret>>(&client, namespace.as_deref()),
-        watcher::Config::default(),
-    ))
+    // These feed no store, only triggers: their namespaces' watches are merged as they are.
+    let secrets = futures::stream::select_all(
+        scope.watches::<PartialObjectMeta<Secret>>(&client, &watcher::Config::default()),
+    )
     .touched_objects();
-    let config_maps = watch::resilient(watcher(
-        api_for::<PartialObjectMeta<ConfigMap>>(&client, namespace.as_deref()),
-        watcher::Config::default(),
-    ))
+    let config_maps = futures::stream::select_all(
+        scope.watches::<PartialObjectMeta<ConfigMap>>(&client, &watcher::Config::default()),
+    )
     .touched_objects();
 
     let for_secrets = reader.clone();

@@ -87,3 +87,18 @@ and the eviction subresource for the Evict restart method.
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/*
+The namespaces watched, as a JSON list (empty: every namespace): watchNamespaces, or the
+deprecated watchNamespace as a list of one.
+*/}}
+{{- define "wco.watchNamespaces" -}}
+{{- if and .Values.watchNamespace .Values.watchNamespaces }}
+{{- fail "watchNamespace is deprecated: list that namespace in watchNamespaces instead of setting both" }}
+{{- end }}
+{{- if .Values.watchNamespace }}
+{{- list .Values.watchNamespace | toJson }}
+{{- else }}
+{{- .Values.watchNamespaces | default list | toJson }}
+{{- end }}
+{{- end }}

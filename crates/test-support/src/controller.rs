@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use webhook_ca_operator::controller::{self, Context, Settings};
+use webhook_ca_operator::controller::{self, Context, Scope, Settings};
 use webhook_ca_operator::http::{self, Health};
 use webhook_ca_operator::metrics::Metrics;
 use webhook_ca_operator::onprem::RetryPolicy;
@@ -16,6 +16,7 @@ use webhook_ca_operator::onprem::RetryPolicy;
 use crate::certs::ca_pem;
 use crate::namespace::TestNamespace;
 use crate::operator::{Setup, apply_wcc, set_secret, setup, spec, wait_condition};
+use crate::operator_process::scrape;
 use crate::wait::wait_for;
 
 /// A controller running in this process, scoped to one namespace, serving /metrics on
@@ -29,7 +30,7 @@ pub struct Operator {
 /// Settings that make a test quick: short retry and progress intervals, fast API retries.
 pub fn quick_settings(ns: &TestNamespace) -> Settings {
     Settings {
-        namespace: Some(ns.name().to_owned()),
+        scope: Scope::new([ns.name()], None).expect("a test namespace's name is valid"),
         progress_interval: Duration::from_millis(500),
         retry_interval: Duration::from_secs(1),
         api_retry: RetryPolicy {
@@ -93,13 +94,7 @@ impl Operator {
                 .ok_or_else(|| "not bound yet".to_owned())
         })
         .await;
-        reqwest::get(format!("http://{addr}/metrics"))
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics text")
+        scrape(addr).await
     }
 
     pub async fn shutdown(mut self) {

@@ -32,6 +32,7 @@ mod cluster;
 pub mod controller;
 mod namespace;
 pub mod operator;
+pub mod operator_process;
 mod process;
 mod rollout;
 mod token;

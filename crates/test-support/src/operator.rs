@@ -125,9 +125,18 @@ pub async fn set_secret(ns: &TestNamespace, name: &str, key: &str, value: &str) 
 }
 
 pub async fn apply_wcc(ns: &TestNamespace, spec: serde_json::Value) {
+    apply_labelled_wcc(ns, json!({}), spec).await;
+}
+
+/// [`apply_wcc`] with `labels` on the resource (what `--selector` picks by).
+pub async fn apply_labelled_wcc(
+    ns: &TestNamespace,
+    labels: serde_json::Value,
+    spec: serde_json::Value,
+) {
     let object = json!({
         "apiVersion": "webhookca.io/v1alpha1", "kind": "WebhookCaCertificate",
-        "metadata": {"name": "prod"}, "spec": spec
+        "metadata": {"name": "prod", "labels": labels}, "spec": spec
     });
     ns.api::<WebhookCaCertificate>()
         .patch(

@@ -183,7 +183,8 @@ fn is_label_value(value: &str) -> bool {
     bytes.len() <= MAX_NAME && inner_ok && ends_ok
 }
 
-fn is_dns_subdomain(prefix: &str) -> bool {
+/// A DNS subdomain (what label key prefixes and most object names are).
+pub(crate) fn is_dns_subdomain(prefix: &str) -> bool {
     prefix.len() <= MAX_PREFIX
         && prefix.split('.').all(|label| {
             let b = label.as_bytes();
