@@ -88,14 +88,21 @@ pub async fn setup_with(prefix: &str, sim_config: SimConfig) -> Setup {
             .await
             .expect("create secret");
     }
+    create_coreapp(&ns, "coreapp").await;
+    Setup { ns, sim }
+}
+
+/// Creates a 2-replica Deployment `name` labelled `type=coreapp` (what the operator's default
+/// target selector picks), its pods labelled `app: <name>`, and waits until it has rolled out.
+pub async fn create_coreapp(ns: &TestNamespace, name: &str) -> Deployment {
     let deployment: Deployment = serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "coreapp", "labels": {"type": "coreapp"}},
+        "metadata": {"name": name, "labels": {"type": "coreapp"}},
         "spec": {
             "replicas": 2,
-            "selector": {"matchLabels": {"app": "coreapp"}},
+            "selector": {"matchLabels": {"app": name}},
             "template": {
-                "metadata": {"labels": {"app": "coreapp"}, "annotations": {"team": "wa"}},
+                "metadata": {"labels": {"app": name}, "annotations": {"team": "wa"}},
                 "spec": {"containers": [{"name": "coreapp", "image": "registry.invalid/coreapp:1"}]}
             }
         }
@@ -104,9 +111,8 @@ pub async fn setup_with(prefix: &str, sim_config: SimConfig) -> Setup {
     ns.api::<Deployment>()
         .create(&PostParams::default(), &deployment)
         .await
-        .expect("create deployment");
-    rolled_out(&ns).await;
-    Setup { ns, sim }
+        .unwrap_or_else(|e| panic!("create Deployment {name}: {e}"));
+    rolled_out_named(ns, name).await
 }
 
 pub async fn set_secret(ns: &TestNamespace, name: &str, key: &str, value: &str) {
@@ -233,9 +239,14 @@ pub fn health_requests(sim: &Simulator) -> usize {
 }
 
 pub async fn rolled_out(ns: &TestNamespace) -> Deployment {
+    rolled_out_named(ns, "coreapp").await
+}
+
+/// Waits until Deployment `name` has rolled out.
+pub async fn rolled_out_named(ns: &TestNamespace, name: &str) -> Deployment {
     let api: Api<Deployment> = ns.api();
-    wait_for("coreapp to roll out", || async {
-        let d = api.get("coreapp").await.map_err(|e| e.to_string())?;
+    wait_for(&format!("{name} to roll out"), || async {
+        let d = api.get(name).await.map_err(|e| e.to_string())?;
         rollout_status(&d).map(|()| d)
     })
     .await
