@@ -202,8 +202,17 @@ where
     }
 }
 
-/// Kills per target phase; every target phase is aimed at this often.
+/// Kills per target phase: every target phase is aimed at this often (12 kills in all).
+/// `WCO_FAULTS_KILLS_PER_PHASE` makes a longer soak of it.
 const KILLS_PER_PHASE: usize = 4;
+
+fn kills_per_phase() -> usize {
+    std::env::var("WCO_FAULTS_KILLS_PER_PHASE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(KILLS_PER_PHASE)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkills_at_random_points_lose_no_change_and_roll_each_bundle_at_most_once() {
@@ -256,7 +265,7 @@ async fn sigkills_at_random_points_lose_no_change_and_roll_each_bundle_at_most_o
         Phase::DuringRollout,
     ]
     .iter()
-    .flat_map(|p| std::iter::repeat_n(*p, KILLS_PER_PHASE))
+    .flat_map(|p| std::iter::repeat_n(*p, kills_per_phase()))
     .collect();
     aims.shuffle(&mut rng);
 
@@ -373,8 +382,9 @@ async fn sigkills_at_random_points_lose_no_change_and_roll_each_bundle_at_most_o
 /// takeover is quick to wait for; the mechanism is the same.
 const LEASE_SECS: u64 = 6;
 /// kube-lease-manager's standby sleeps until the Lease it saw expires, then releases it and
-/// sleeps up to 1 s at random before it locks it; then the API calls.
-const TAKEOVER_SLACK: Duration = Duration::from_secs(2);
+/// sleeps up to 1 s at random before it locks it; then two API calls on a busy machine.
+/// Measured 0.3-1.0 s after the Lease ran out.
+const TAKEOVER_SLACK: Duration = Duration::from_secs(3);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_leader_is_replaced_within_the_lease_and_nothing_is_done_twice() {
@@ -645,8 +655,8 @@ async fn a_token_that_dies_mid_life_costs_one_login_and_no_error() {
     wait_condition(ns, "Ready", "True", "Synced").await;
 
     // The webapp forgets every token (its restart, an admin's logout everywhere) while the
-    // operator's is half-way through its week; from now on tokens live 3 s.
-    sim.set_token_lifetime(Duration::from_secs(3));
+    // operator's is half-way through its week; from now on tokens live 5 s.
+    sim.set_token_lifetime(Duration::from_secs(5));
     sim.revoke_tokens();
     sim.clear_requests();
     rotate(&fixture, &first, "Token Root B").await;
@@ -657,7 +667,7 @@ async fn a_token_that_dies_mid_life_costs_one_login_and_no_error() {
 
     // That token expires on the server's clock; the next rotation logs in again before it
     // calls with an expired token.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
     sim.clear_requests();
     rotate(&fixture, &first, "Token Root C").await;
     let (refused, logins) = token_calls(sim, "expired token");
