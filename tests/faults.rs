@@ -11,10 +11,12 @@
 //! the defaults. The counts each test prints are the matrix's figures.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use onprem_sim::{Fault, SimConfig, Simulator};
@@ -214,14 +216,20 @@ fn kills_per_phase() -> usize {
         .unwrap_or(KILLS_PER_PHASE)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkills_at_random_points_lose_no_change_and_roll_each_bundle_at_most_once() {
+/// The random source of a kill schedule: seeded from `WCO_FAULTS_SEED` when set (to repeat a
+/// run), else at random; the seed is printed.
+fn seeded(what: &str) -> (u64, StdRng) {
     let seed: u64 = std::env::var("WCO_FAULTS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| rand::rng().random());
-    eprintln!("fault matrix seed: {seed} (rerun with WCO_FAULTS_SEED={seed})");
-    let mut rng = StdRng::seed_from_u64(seed);
+    eprintln!("{what} seed: {seed} (rerun with WCO_FAULTS_SEED={seed})");
+    (seed, StdRng::seed_from_u64(seed))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkills_at_random_points_lose_no_change_and_roll_each_bundle_at_most_once() {
+    let (seed, mut rng) = seeded("fault matrix");
 
     let Setup { ns, sim } = setup("faults-kill").await;
     create_coreapp(&ns, "coreapp-b").await;
@@ -376,6 +384,156 @@ async fn sigkills_at_random_points_lose_no_change_and_roll_each_bundle_at_most_o
         );
     }
     drop(running);
+}
+
+/// Names of the pods of Deployment `app` seen so far: listed every 100 ms in the background
+/// (an evicted pod's replacement lives for seconds before the next eviction).
+fn track_pods(
+    ns: &TestNamespace,
+    app: &str,
+) -> (Arc<Mutex<BTreeSet<String>>>, tokio::task::JoinHandle<()>) {
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    let pods: Api<Pod> = ns.api();
+    let params = ListParams::default().labels(&format!("app={app}"));
+    let into = Arc::clone(&seen);
+    let task = tokio::spawn(async move {
+        loop {
+            if let Ok(list) = pods.list(&params).await {
+                let mut seen = into.lock().unwrap_or_else(PoisonError::into_inner);
+                seen.extend(list.items.iter().map(ResourceExt::name_any));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    (seen, task)
+}
+
+/// Kills during a restart by eviction (no mark on the pod template: only status records it).
+const EVICT_KILLS: usize = 4;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkills_during_evictions_evict_each_pod_once_per_bundle() {
+    let (seed, mut rng) = seeded("eviction kills");
+    let Setup { ns, sim } = setup("faults-evict").await;
+    let base = ca_pem("Evict Base Root");
+    set_secret(&ns, "internal-ca", "ca.crt", &base).await;
+    apply_wcc(
+        &ns,
+        spec(
+            &sim,
+            json!({"restart": {
+                "targets": [{"kind": "Deployment", "name": "coreapp"}],
+                "method": "Evict",
+                "minInterval": "0s"
+            }}),
+        ),
+    )
+    .await;
+    let mut running = operator(&ns, "evict-0", &[]);
+    wait_condition(&ns, "Ready", "True", "Synced").await;
+    let (seen, poller) = track_pods(&ns, "coreapp");
+    let seen_now = || seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let pods: Api<Pod> = ns.api();
+    let current = || async {
+        pods.list(&ListParams::default().labels("app=coreapp"))
+            .await
+            .expect("list pods")
+            .items
+    };
+    // Let the poller see the pods of the first rollout.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut evicted_before_kill = Vec::new();
+    let mut latest = String::new();
+    for i in 0..EVICT_KILLS {
+        let before = seen_now();
+        let rotated = ca_pem(&format!("Evict Root {i}"));
+        let want = expected(&[&base, &rotated]);
+        latest.clone_from(&want.pem);
+        set_secret(&ns, "internal-ca", "ca.crt", &format!("{base}{rotated}")).await;
+        poll_until("the upload", || async {
+            uploads_by_body(&sim).contains_key(&want.body_sha256)
+        })
+        .await;
+        // One pod is evicted per pass, passes 3 s apart: this spreads the kills over the
+        // first pass (nothing evicted yet), the first eviction and the second.
+        let delay = Duration::from_millis(rng.random_range(0..7000));
+        tokio::time::sleep(delay).await;
+        running.kill();
+        let evicted = seen_now().difference(&before).count();
+        eprintln!("eviction kill {i}: {delay:?} after the upload, {evicted} pod(s) replaced");
+        evicted_before_kill.push(evicted);
+        running = operator(&ns, &format!("evict-{}", i + 1), &[]);
+
+        let api: Api<WebhookCaCertificate> = ns.api();
+        wait_for("the eviction rollout to complete", || async {
+            let wcc = api.get("prod").await.map_err(|e| e.to_string())?;
+            let rollout = wcc.status.as_ref().and_then(|s| s.rollout.as_ref());
+            match rollout {
+                Some(r) if r.bundle_sha256 == want.hash && r.completed_at.is_some() => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        let upload_second = sim
+            .requests()
+            .iter()
+            .find(|r| r.method == "POST" && r.body_sha256.as_deref() == Some(&want.body_sha256))
+            .map(|r| r.at.as_second())
+            .expect("the upload in the log");
+        wait_for("every pod to be a new one, ready", || async {
+            let pods = current().await;
+            let old: Vec<String> = pods
+                .iter()
+                .map(ResourceExt::name_any)
+                .filter(|n| before.contains(n))
+                .collect();
+            let ready = pods.iter().filter(|p| pod_ready(p)).count();
+            if old.is_empty() && ready == 2 {
+                Ok(())
+            } else {
+                Err(format!("old pods {old:?}, {ready} ready"))
+            }
+        })
+        .await;
+        for p in current().await {
+            let created = p.creation_timestamp().map(|t| t.0.as_second());
+            assert!(
+                created >= Some(upload_second),
+                "pod {} predates the upload of the bundle it should run",
+                p.name_any()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let replaced: BTreeSet<String> = seen_now().difference(&before).cloned().collect();
+        assert_eq!(
+            replaced.len(),
+            2,
+            "change {i}: each of the 2 pods evicted once, not {replaced:?}"
+        );
+    }
+    poller.abort();
+    assert_eq!(
+        sim.stored_bundle(),
+        Some(latest),
+        "the API holds the latest bundle"
+    );
+    assert_eq!(uploads(&sim), 1 + EVICT_KILLS, "each bundle uploaded once");
+    eprintln!(
+        "eviction kills (seed {seed}): {EVICT_KILLS} changes, pods replaced before each kill \
+         {evicted_before_kill:?}, {} pods replaced in all (2 per change), {} uploads",
+        seen_now().len() - 2,
+        uploads(&sim) - 1
+    );
+    drop(running);
+}
+
+/// Whether the pod is Ready.
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Lease timings for this test: a 6 s Lease renewed every 2 s (defaults 15 s and 10 s), so the
