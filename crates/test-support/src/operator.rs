@@ -16,7 +16,7 @@ use webhook_ca_operator::crd::WebhookCaCertificate;
 
 use super::cluster::{cluster, repo};
 use super::namespace::TestNamespace;
-use super::process::{run, run_ok};
+use super::process::run;
 use super::rollout::rollout_status;
 use super::wait::wait_for;
 
@@ -65,11 +65,17 @@ pub async fn setup_with(prefix: &str, sim_config: SimConfig) -> Setup {
         .map(|_| ())
     })
     .await;
-    run_ok(cluster.kubectl().args([
-        "wait",
-        "--for=condition=Established",
-        "crd/webhookcacertificates.webhookca.io",
-    ]));
+    // kubectl 1.30 fails at once, rather than waiting, while a just created CRD has no
+    // conditions yet (".status.conditions accessor error: <nil>"): ask again.
+    wait_for("the CRD to be Established", || async {
+        run(cluster.kubectl().args([
+            "wait",
+            "--for=condition=Established",
+            "crd/webhookcacertificates.webhookca.io",
+        ]))
+        .map(|_| ())
+    })
+    .await;
     let ns = TestNamespace::new(prefix).await;
     let sim = sim::start(sim_config).await.expect("simulator");
     let secrets: Api<Secret> = ns.api();
