@@ -368,6 +368,20 @@ impl Simulator {
         self.shared.lock().revoke_all();
     }
 
+    /// Closes the listening port and drops every open connection: clients get "connection
+    /// refused", as from a webapp that is down, until [`Simulator::reopen_port`]. The state
+    /// (stored bundle, tokens, faults, request log) stays. In-process only: the control API is
+    /// served on the same port.
+    pub async fn close_port(&self) {
+        self.server.close_port().await;
+    }
+
+    /// Listens on the same address again after [`Simulator::close_port`]; fails if another
+    /// program took the port meanwhile.
+    pub async fn reopen_port(&self) -> Result<(), SimError> {
+        self.server.reopen_port().await
+    }
+
     /// Stops accepting, lets open requests finish (up to a few seconds), then returns.
     pub async fn shutdown(self) {
         self.server.shutdown().await;

@@ -1,12 +1,14 @@
-//! Serving: a throwaway CA and server certificate, a TCP (or TLS) accept loop feeding axum, and
-//! a per-connection kill switch so a fault can drop a connection without answering.
+//! Serving: a throwaway CA and server certificate, a TCP (or TLS) accept loop feeding axum, a
+//! per-connection kill switch so a fault can drop a connection without answering, and a port
+//! that can be closed (clients get "connection refused", as from a webapp that is down) and
+//! opened again on the same address.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::Router;
@@ -95,18 +97,54 @@ fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The data behind `mutex`, also after a panic elsewhere held it (nothing here can be left
+/// half-written).
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Drops one connection: once set, every read and write on it fails. An idle connection waits
+/// in a read, so setting it wakes that read, and the connection is closed at once.
+#[derive(Debug, Default)]
+pub(crate) struct KillSwitch {
+    killed: AtomicBool,
+    reader: Mutex<Option<Waker>>,
+}
+
+impl KillSwitch {
+    fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        let reader = locked(&self.reader).take();
+        if let Some(reader) = reader {
+            reader.wake();
+        }
+    }
+
+    fn killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
+    }
+
+    fn wake_on_kill(&self, waker: &Waker) {
+        let mut reader = locked(&self.reader);
+        match reader.as_ref() {
+            Some(w) if w.will_wake(waker) => {}
+            _ => *reader = Some(waker.clone()),
+        }
+    }
+}
+
 /// What a handler knows about its connection: the peer, and the switch that drops it.
 #[derive(Clone, Debug)]
 pub(crate) struct ConnMeta {
     pub peer: SocketAddr,
-    kill: Arc<AtomicBool>,
+    kill: Arc<KillSwitch>,
 }
 
 impl ConnMeta {
     /// Makes every further read and write on the connection fail, so hyper drops it without
     /// sending the response in hand.
     pub fn kill(&self) {
-        self.kill.store(true, Ordering::SeqCst);
+        self.kill.kill();
     }
 }
 
@@ -123,13 +161,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
 /// A served connection, plain or TLS, that fails all I/O once its kill switch is set.
 pub(crate) struct SimIo {
     stream: Box<dyn Transport>,
-    kill: Arc<AtomicBool>,
+    kill: Arc<KillSwitch>,
 }
 
 impl SimIo {
     /// The stream to use, or the error every I/O call gets once the connection is killed.
     fn live(&mut self) -> io::Result<Pin<&mut dyn Transport>> {
-        if self.kill.load(Ordering::SeqCst) {
+        if self.kill.killed() {
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "connection dropped by an injected fault",
@@ -145,7 +183,9 @@ impl AsyncRead for SimIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut().live() {
+        let this = self.get_mut();
+        this.kill.wake_on_kill(cx.waker());
+        match this.live() {
             Ok(s) => s.poll_read(cx, buf),
             Err(e) => Poll::Ready(Err(e)),
         }
@@ -201,20 +241,67 @@ impl Listener for SimListener {
     fn local_addr(&self) -> io::Result<ConnMeta> {
         Ok(ConnMeta {
             peer: self.local,
-            kill: Arc::new(AtomicBool::new(false)),
+            kill: Arc::default(),
         })
     }
+}
+
+/// What the accept loop needs to start again on the same address after the port was closed.
+struct Acceptor {
+    tls: Option<TlsAcceptor>,
+    ready: mpsc::Sender<(SimIo, ConnMeta)>,
+    /// The connections served so far, to drop them when the port closes.
+    connections: Arc<Mutex<Vec<Weak<KillSwitch>>>>,
 }
 
 /// A running server: its address and the tasks to stop.
 pub(crate) struct Running {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    accept: JoinHandle<()>,
+    /// `None` while the port is closed.
+    accept: Mutex<Option<JoinHandle<()>>>,
+    acceptor: Acceptor,
     serve: Option<JoinHandle<()>>,
 }
 
 impl Running {
+    /// Closes the listening socket and drops every open connection: from now on a client's
+    /// connection attempt is refused, as when the webapp is down.
+    pub async fn close_port(&self) {
+        let accept = locked(&self.accept).take();
+        if let Some(accept) = accept {
+            accept.abort();
+            // Once the task has ended, its listener is closed.
+            let _ = accept.await;
+        }
+        let open = std::mem::take(&mut *locked(&self.acceptor.connections));
+        for conn in open.iter().filter_map(Weak::upgrade) {
+            conn.kill();
+        }
+    }
+
+    /// Listens on the same address again after [`Running::close_port`]; does nothing if the port
+    /// is open. Fails if another program took the port meanwhile.
+    pub async fn reopen_port(&self) -> Result<(), SimError> {
+        if locked(&self.accept).is_some() {
+            return Ok(());
+        }
+        let tcp = TcpListener::bind(self.addr)
+            .await
+            .map_err(|source| SimError::Bind {
+                addr: self.addr,
+                source,
+            })?;
+        let task = tokio::spawn(accept_loop(
+            tcp,
+            self.acceptor.tls.clone(),
+            self.acceptor.ready.clone(),
+            Arc::clone(&self.acceptor.connections),
+        ));
+        *locked(&self.accept) = Some(task);
+        Ok(())
+    }
+
     /// Stops accepting, lets open requests finish, and cuts what is left after a grace time.
     pub async fn shutdown(mut self) {
         self.signal_stop();
@@ -227,7 +314,9 @@ impl Running {
     }
 
     fn signal_stop(&mut self) {
-        self.accept.abort();
+        if let Some(accept) = locked(&self.accept).take() {
+            accept.abort();
+        }
         if let Some(stop) = self.stop.take() {
             // Err only means the server task already ended.
             let _ = stop.send(());
@@ -254,7 +343,17 @@ pub(crate) async fn spawn(
         .local_addr()
         .map_err(|source| SimError::Bind { addr: bind, source })?;
     let (ready_tx, ready) = mpsc::channel(64);
-    let accept = tokio::spawn(accept_loop(tcp, tls.map(TlsAcceptor::from), ready_tx));
+    let acceptor = Acceptor {
+        tls: tls.map(TlsAcceptor::from),
+        ready: ready_tx,
+        connections: Arc::default(),
+    };
+    let accept = tokio::spawn(accept_loop(
+        tcp,
+        acceptor.tls.clone(),
+        acceptor.ready.clone(),
+        Arc::clone(&acceptor.connections),
+    ));
     let (stop, stopped) = oneshot::channel::<()>();
     let listener = SimListener { ready, local: addr };
     let serve = tokio::spawn(async move {
@@ -273,7 +372,8 @@ pub(crate) async fn spawn(
     Ok(Running {
         addr,
         stop: Some(stop),
-        accept,
+        accept: Mutex::new(Some(accept)),
+        acceptor,
         serve: Some(serve),
     })
 }
@@ -282,6 +382,7 @@ async fn accept_loop(
     tcp: TcpListener,
     tls: Option<TlsAcceptor>,
     ready: mpsc::Sender<(SimIo, ConnMeta)>,
+    connections: Arc<Mutex<Vec<Weak<KillSwitch>>>>,
 ) {
     loop {
         let (socket, peer) = match tcp.accept().await {
@@ -297,6 +398,7 @@ async fn accept_loop(
         let _ = socket.set_nodelay(true);
         let tls = tls.clone();
         let ready = ready.clone();
+        let connections = Arc::clone(&connections);
         tokio::spawn(async move {
             let stream: Box<dyn Transport> = match tls {
                 None => Box::new(socket),
@@ -314,7 +416,12 @@ async fn accept_loop(
                     }
                 }
             };
-            let kill = Arc::new(AtomicBool::new(false));
+            let kill = Arc::new(KillSwitch::default());
+            {
+                let mut open = locked(&connections);
+                open.retain(|c| c.strong_count() > 0);
+                open.push(Arc::downgrade(&kill));
+            }
             let io = SimIo {
                 stream,
                 kill: Arc::clone(&kill),

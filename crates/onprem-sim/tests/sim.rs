@@ -451,6 +451,31 @@ async fn disconnect_fault_drops_the_connection_once() {
 }
 
 #[tokio::test]
+async fn a_closed_port_refuses_connections_until_it_is_reopened() {
+    let (sim, c, token) = admin_session(SimConfig::default()).await;
+    // A pooled keep-alive connection exists now; closing the port must drop it too.
+    let r = call(&c, &sim, reqwest::Method::GET, CA, &token).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    sim.set_stored_bundle(Some("kept".to_owned()));
+    sim.close_port().await;
+    // The client notices the dropped keep-alive connection when its FIN arrives.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..2 {
+        let err = c
+            .get(format!("{}{CA}", sim.url()))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect_err("nothing listens");
+        assert!(err.is_connect(), "refused, not answered: {err:?}");
+    }
+    sim.reopen_port().await.expect("the same port again");
+    let r = call(&c, &sim, reqwest::Method::GET, CA, &token).await;
+    assert_eq!(r.status(), StatusCode::OK, "state and tokens survive");
+    assert_eq!(r.text().await.expect("body"), "kept");
+}
+
+#[tokio::test]
 async fn lose_bundle_fault_loses_it_after_the_skipped_reads() {
     let (sim, c, token) = admin_session(SimConfig::default()).await;
     sim.set_stored_bundle(Some("-----BEGIN CERTIFICATE-----\n".to_owned()));

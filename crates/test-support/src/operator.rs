@@ -16,7 +16,7 @@ use webhook_ca_operator::crd::WebhookCaCertificate;
 
 use super::cluster::{cluster, repo};
 use super::namespace::TestNamespace;
-use super::process::{run, run_ok};
+use super::process::run;
 use super::rollout::rollout_status;
 use super::wait::wait_for;
 
@@ -65,11 +65,17 @@ pub async fn setup_with(prefix: &str, sim_config: SimConfig) -> Setup {
         .map(|_| ())
     })
     .await;
-    run_ok(cluster.kubectl().args([
-        "wait",
-        "--for=condition=Established",
-        "crd/webhookcacertificates.webhookca.io",
-    ]));
+    // kubectl 1.30 fails at once, rather than waiting, while a just created CRD has no
+    // conditions yet (".status.conditions accessor error: <nil>"): ask again.
+    wait_for("the CRD to be Established", || async {
+        run(cluster.kubectl().args([
+            "wait",
+            "--for=condition=Established",
+            "crd/webhookcacertificates.webhookca.io",
+        ]))
+        .map(|_| ())
+    })
+    .await;
     let ns = TestNamespace::new(prefix).await;
     let sim = sim::start(sim_config).await.expect("simulator");
     let secrets: Api<Secret> = ns.api();
@@ -88,14 +94,21 @@ pub async fn setup_with(prefix: &str, sim_config: SimConfig) -> Setup {
             .await
             .expect("create secret");
     }
+    create_coreapp(&ns, "coreapp").await;
+    Setup { ns, sim }
+}
+
+/// Creates a 2-replica Deployment `name` labelled `type=coreapp` (what the operator's default
+/// target selector picks), its pods labelled `app: <name>`, and waits until it has rolled out.
+pub async fn create_coreapp(ns: &TestNamespace, name: &str) -> Deployment {
     let deployment: Deployment = serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "coreapp", "labels": {"type": "coreapp"}},
+        "metadata": {"name": name, "labels": {"type": "coreapp"}},
         "spec": {
             "replicas": 2,
-            "selector": {"matchLabels": {"app": "coreapp"}},
+            "selector": {"matchLabels": {"app": name}},
             "template": {
-                "metadata": {"labels": {"app": "coreapp"}, "annotations": {"team": "wa"}},
+                "metadata": {"labels": {"app": name}, "annotations": {"team": "wa"}},
                 "spec": {"containers": [{"name": "coreapp", "image": "registry.invalid/coreapp:1"}]}
             }
         }
@@ -104,9 +117,8 @@ pub async fn setup_with(prefix: &str, sim_config: SimConfig) -> Setup {
     ns.api::<Deployment>()
         .create(&PostParams::default(), &deployment)
         .await
-        .expect("create deployment");
-    rolled_out(&ns).await;
-    Setup { ns, sim }
+        .unwrap_or_else(|e| panic!("create Deployment {name}: {e}"));
+    rolled_out_named(ns, name).await
 }
 
 pub async fn set_secret(ns: &TestNamespace, name: &str, key: &str, value: &str) {
@@ -233,9 +245,14 @@ pub fn health_requests(sim: &Simulator) -> usize {
 }
 
 pub async fn rolled_out(ns: &TestNamespace) -> Deployment {
+    rolled_out_named(ns, "coreapp").await
+}
+
+/// Waits until Deployment `name` has rolled out.
+pub async fn rolled_out_named(ns: &TestNamespace, name: &str) -> Deployment {
     let api: Api<Deployment> = ns.api();
-    wait_for("coreapp to roll out", || async {
-        let d = api.get("coreapp").await.map_err(|e| e.to_string())?;
+    wait_for(&format!("{name} to roll out"), || async {
+        let d = api.get(name).await.map_err(|e| e.to_string())?;
         rollout_status(&d).map(|()| d)
     })
     .await

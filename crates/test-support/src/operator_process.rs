@@ -130,6 +130,25 @@ impl OperatorProcess {
             .collect()
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// How it exited, or `None` while it still runs.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .try_wait()
+            .unwrap_or_else(|e| panic!("checking on {}: {e}", self.instance))
+    }
+
+    /// SIGKILL, as the OOM killer or a lost node would end it: no chance to finish a request,
+    /// write status or release its Lease. Returns once the process is gone.
+    pub fn kill(self) {
+        // Drop sends SIGKILL (`Child::kill`) and reaps the process.
+        drop(self);
+    }
+
     /// Sends SIGTERM, as the kubelet does when it stops a pod.
     pub fn terminate(&self) {
         run_ok(Command::new("kill").args(["-TERM", &self.child.id().to_string()]));
