@@ -17,6 +17,9 @@ cargo clippy --all-targets --locked -- -D warnings
 step "cargo doc --no-deps, warnings denied (broken intra-doc links)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --locked
 
+step "supply chain: cargo deny check licenses bans sources (advisories: hack/deny.sh advisories, needs the network)"
+hack/deny.sh
+
 step "test cluster binaries (cached by version)"
 bin="$(hack/cluster/build.sh)"
 export WCO_CLUSTER_BIN="$bin"
