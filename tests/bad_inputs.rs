@@ -19,14 +19,14 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use test_support::certs::{CertSpec, base64_lines, ca_pem, expired_ca_pem, key_pem};
 use test_support::controller::Operator;
 use test_support::operator::{
-    Setup, apply_wcc, condition, expected_bundle, operator_events, replica_sets, rolled_out,
-    set_secret, setup, spec, template_annotation, uploads, wait_condition, wait_stored_bundle,
+    Setup, apply_wcc, bundle_sha256, bundle_warnings, condition, expected_bundle, message,
+    operator_events, replica_sets, rolled_out, set_secret, set_secret_bytes, setup, spec,
+    template_annotation, uploads, wait_condition, wait_stored_bundle, wait_warning_event,
 };
 use test_support::{TestNamespace, wait_for};
 use webhook_ca_operator::crd::WebhookCaCertificate;
@@ -34,30 +34,9 @@ use webhook_ca_operator::crd::WebhookCaCertificate;
 const SECRET: &str = "internal-ca";
 const KEY: &str = "ca.crt";
 
-/// The Secret's key as raw bytes (`data`, not `stringData`: binary junk is not a string).
-async fn set_secret_bytes(ns: &TestNamespace, value: &[u8]) {
-    let encoded = base64::engine::general_purpose::STANDARD.encode(value);
-    let patch = json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET},
-        "data": {KEY: encoded}
-    });
-    ns.api::<Secret>()
-        .patch(
-            SECRET,
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .expect("apply secret");
-}
-
-fn message(wcc: &WebhookCaCertificate, type_: &str) -> String {
-    wcc.status
-        .iter()
-        .flat_map(|s| &s.conditions)
-        .find(|c| c.type_ == type_)
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
+async fn get_prod(ns: &TestNamespace) -> Result<WebhookCaCertificate, String> {
+    let api = ns.api::<WebhookCaCertificate>();
+    api.get("prod").await.map_err(|e| e.to_string())
 }
 
 /// One bad input: what the Secret's key holds, the `BundleValid` reason, what the message must
@@ -232,7 +211,7 @@ async fn run_case(setup: &Setup, case: &Case, good: &str, stored: &str) {
     let Setup { ns, sim } = setup;
     let sets = replica_sets(ns).await;
     sim.clear_requests();
-    set_secret_bytes(ns, &case.content).await;
+    set_secret_bytes(ns, SECRET, KEY, &case.content).await;
 
     let wcc = wait_condition(ns, "BundleValid", "False", case.reason).await;
     let said = message(&wcc, "BundleValid");
@@ -245,24 +224,7 @@ async fn run_case(setup: &Setup, case: &Case, good: &str, stored: &str) {
         "{}: Ready names the reason",
         case.name
     );
-    wait_for(
-        &format!("{}: a Warning Event {}", case.name, case.reason),
-        || async {
-            let events = operator_events(ns).await;
-            events
-                .iter()
-                .find(|e| {
-                    e.type_.as_deref() == Some("Warning")
-                        && e.reason.as_deref() == Some(case.reason)
-                        && e.note.as_deref().is_some_and(|n| n.contains(SECRET))
-                })
-                .map(|_| ())
-                .ok_or_else(|| {
-                    format!("{:?}", events.iter().map(|e| &e.reason).collect::<Vec<_>>())
-                })
-        },
-    )
-    .await;
+    wait_warning_event(ns, case.reason, SECRET).await;
     let seen = shown(ns).await;
     for secret in &case.never_shown {
         assert!(
@@ -289,7 +251,7 @@ async fn run_case(setup: &Setup, case: &Case, good: &str, stored: &str) {
     );
     assert_eq!(replica_sets(ns).await, sets, "{}: no restart", case.name);
 
-    set_secret_bytes(ns, good.as_bytes()).await;
+    set_secret_bytes(ns, SECRET, KEY, good.as_bytes()).await;
     wait_condition(ns, "Ready", "True", "Synced").await;
     assert_eq!(uploads(sim), 0, "{}: restoring uploads nothing", case.name);
     assert_eq!(
@@ -356,17 +318,8 @@ async fn expired_warn_and_non_ca_warn_upload_with_a_warning() {
     })
     .await;
     let wcc = wait_for("the warning in status and ExpiringSoon", || async {
-        let wcc = ns
-            .api::<WebhookCaCertificate>()
-            .get("prod")
-            .await
-            .map_err(|e| e.to_string())?;
-        let warnings = wcc
-            .status
-            .as_ref()
-            .and_then(|s| s.bundle.as_ref())
-            .map(|b| b.warnings.clone())
-            .unwrap_or_default();
+        let wcc = get_prod(ns).await?;
+        let warnings = bundle_warnings(&wcc);
         let expiring = condition(&wcc, "ExpiringSoon");
         let ready = condition(&wcc, "Ready");
         match (warnings.as_slice(), &expiring, &ready) {
@@ -401,17 +354,8 @@ async fn expired_warn_and_non_ca_warn_upload_with_a_warning() {
     set_secret(ns, SECRET, KEY, &format!("{good}{}", leaf.pem)).await;
     wait_stored_bundle(sim, &format!("{good}{}", leaf.pem)).await;
     wait_for("the non-CA warning in status", || async {
-        let wcc = ns
-            .api::<WebhookCaCertificate>()
-            .get("prod")
-            .await
-            .map_err(|e| e.to_string())?;
-        let warnings = wcc
-            .status
-            .as_ref()
-            .and_then(|s| s.bundle.as_ref())
-            .map(|b| b.warnings.clone())
-            .unwrap_or_default();
+        let wcc = get_prod(ns).await?;
+        let warnings = bundle_warnings(&wcc);
         match warnings.as_slice() {
             [one] if one.contains("webapp.example") => Ok(()),
             other => Err(format!("{other:?}")),
@@ -489,12 +433,7 @@ async fn a_deployment_that_never_becomes_available_is_rollout_failed() {
         condition(&wcc, "Uploaded").map(|c| c.0).as_deref(),
         Some("True")
     );
-    let sha = wcc
-        .status
-        .as_ref()
-        .and_then(|s| s.bundle.as_ref())
-        .map(|b| b.sha256.clone())
-        .expect("bundle status");
+    let sha = bundle_sha256(&wcc);
     assert_eq!(
         sim.stored_bundle().as_deref(),
         Some(expected_bundle(&[&ca]).as_str())
@@ -531,21 +470,7 @@ async fn a_deployment_that_never_becomes_available_is_rollout_failed() {
         template_annotation(&rolled_out(&ns).await, "webhookca.io/bundle-sha256").as_deref(),
         Some(sha.as_str())
     );
-    wait_for("a RolloutFailed Warning Event", || async {
-        let events = operator_events(&ns).await;
-        events
-            .iter()
-            .find(|e| {
-                e.type_.as_deref() == Some("Warning")
-                    && e.reason.as_deref() == Some("RolloutFailed")
-                    && e.note
-                        .as_deref()
-                        .is_some_and(|n| n.contains("coreapp-stuck"))
-            })
-            .map(|_| ())
-            .ok_or_else(|| format!("{:?}", events.iter().map(|e| &e.reason).collect::<Vec<_>>()))
-    })
-    .await;
+    wait_warning_event(&ns, "RolloutFailed", "Deployment/coreapp-stuck").await;
     let failed_series = format!(
         "webhookca_rollout_failed{{namespace=\"{}\",name=\"prod\"}} 1",
         ns.name()

@@ -16,8 +16,6 @@
 //!
 //! One test in this binary: it installs the process-wide tracing subscriber.
 
-use std::sync::{Arc, Mutex};
-
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use k8s_openapi::api::events::v1::Event;
@@ -27,39 +25,20 @@ use onprem_sim::{DEFAULT_ADMIN_PASSWORD, SimConfig, SimUser};
 use serde_json::json;
 use test_support::certs::{CertSpec, ca_pem, key_pem};
 use test_support::controller::Operator;
-use test_support::operator::{Setup, apply_wcc, set_secret, setup_with, spec, wait_condition};
-use test_support::secret_scan::{Finding, Secret, scan};
-use test_support::{TestNamespace, wait_for};
+use test_support::operator::{
+    Setup, apply_named_wcc, apply_wcc, set_secret, setup_with, spec, wait_condition,
+    wait_named_condition,
+};
+use test_support::secret_scan::{Finding, LogCapture, Secret, scan};
 use webhook_ca_operator::crd::WebhookCaCertificate;
 
 /// The admin password of this test's API (JSON-special characters, so an escaped form counts).
 const PASSWORD: &str = r#"Scan-"Passw0rd\-7"#;
 
-/// A tracing writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
-    }
-}
-
 /// The subscriber `webhook_ca_operator::telemetry::init(LogFormat::Json, "debug")` installs,
 /// writing into `capture` instead of stderr.
-fn capture_logs() -> Capture {
-    let capture = Capture::default();
+fn capture_logs() -> LogCapture {
+    let capture = LogCapture::default();
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
         .with_writer({
@@ -72,40 +51,6 @@ fn capture_logs() -> Capture {
         .finish();
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
     capture
-}
-
-/// A WebhookCaCertificate other than `prod`.
-async fn apply_named(ns: &TestNamespace, name: &str, spec: serde_json::Value) {
-    let object = json!({
-        "apiVersion": "webhookca.io/v1alpha1", "kind": "WebhookCaCertificate",
-        "metadata": {"name": name}, "spec": spec
-    });
-    ns.api::<WebhookCaCertificate>()
-        .patch(
-            name,
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&object),
-        )
-        .await
-        .expect("apply");
-}
-
-async fn wait_named(ns: &TestNamespace, name: &str, type_: &str, status: &str, reason: &str) {
-    let api: Api<WebhookCaCertificate> = ns.api();
-    wait_for(&format!("{name}: {type_}={status}/{reason}"), || async {
-        let wcc = api.get(name).await.map_err(|e| e.to_string())?;
-        let found = wcc
-            .status
-            .iter()
-            .flat_map(|s| &s.conditions)
-            .find(|c| c.type_ == type_)
-            .map(|c| (c.status.clone(), c.reason.clone()));
-        match found {
-            Some((s, r)) if s == status && r == reason => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
 }
 
 /// Every Event and every resource status in the cluster (all namespaces), each with its place.
@@ -225,11 +170,11 @@ async fn no_secret_in_logs_events_status_or_metrics() {
             "restart": {"method": "None"}
         })
     };
-    apply_named(&ns, "by-token", token_spec("720h")).await;
-    wait_named(&ns, "by-token", "Ready", "True", "Synced").await;
+    apply_named_wcc(&ns, "by-token", token_spec("720h")).await;
+    wait_named_condition(&ns, "by-token", "Ready", "True", "Synced").await;
     other.revoke_tokens();
-    apply_named(&ns, "by-token", token_spec("700h")).await;
-    wait_named(&ns, "by-token", "Uploaded", "False", "Unauthorized").await;
+    apply_named_wcc(&ns, "by-token", token_spec("700h")).await;
+    wait_named_condition(&ns, "by-token", "Uploaded", "False", "Unauthorized").await;
 
     let metrics = operator.scrape().await;
     operator.shutdown().await;

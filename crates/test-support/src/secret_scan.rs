@@ -11,8 +11,31 @@
 //! ```
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
+
+/// A tracing writer into a shared buffer: what a test's subscriber writes, to scan afterwards.
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    /// What was written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("lock")).into_owned()
+    }
+}
 
 /// Forms shorter than this would match by chance (and a scan for them proves nothing).
 pub const MIN_FORM_LEN: usize = 8;
