@@ -62,9 +62,9 @@ fn binary_junk(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// About 900 KiB of text that looks like a log file pasted by mistake (a Secret holds 1 MiB).
+/// About 900 KB of text that looks like a log file pasted by mistake (a Secret holds 1 MiB).
 fn huge_log() -> String {
-    (0..12_000)
+    (0..16_500)
         .map(|i| {
             format!(
                 "2026-05-01T12:00:{:02}Z INFO request {i} served in 12ms\n",
@@ -89,7 +89,7 @@ fn cases(good: &str) -> Vec<Case> {
     );
     let leaf = CertSpec::leaf("webapp.example").self_signed();
     let expired = expired_ca_pem("Expired Root 2021");
-    // A pasted binary blob inside a CERTIFICATE block: valid base64, ~900 KiB, not X.509.
+    // A pasted binary blob inside a CERTIFICATE block: valid base64, ~900 KB, not X.509.
     let blob = base64::engine::general_purpose::STANDARD.encode(binary_junk(660_000));
     let blob_pem = {
         let body: Vec<&str> = blob
@@ -102,6 +102,11 @@ fn cases(good: &str) -> Vec<Case> {
             body.join("\n")
         )
     };
+    let huge = huge_log();
+    let with_blob = format!("{good}{blob_pem}");
+    for text in [&huge, &with_blob] {
+        assert!((850_000..1_000_000).contains(&text.len()), "{}", text.len());
+    }
     vec![
         Case {
             name: "malformed PEM: a block cut short",
@@ -141,8 +146,8 @@ fn cases(good: &str) -> Vec<Case> {
             never_shown: vec![],
         },
         Case {
-            name: "a huge Secret: 900 KiB of pasted log",
-            content: huge_log().into_bytes(),
+            name: "a huge Secret: 900 KB of pasted log",
+            content: huge.into_bytes(),
             reason: "SourceInvalid",
             says: vec![format!(
                 "Secret \"{SECRET}\" key \"{KEY}\" holds no certificate"
@@ -150,8 +155,8 @@ fn cases(good: &str) -> Vec<Case> {
             never_shown: vec!["INFO request".to_owned()],
         },
         Case {
-            name: "a huge Secret: the CA and a 900 KiB blob in a CERTIFICATE block",
-            content: format!("{good}{blob_pem}").into_bytes(),
+            name: "a huge Secret: the CA and a 900 KB blob in a CERTIFICATE block",
+            content: with_blob.into_bytes(),
             reason: "InvalidCertificate",
             says: vec![source.clone(), "block 2".to_owned()],
             never_shown: vec![blob[..64].to_owned()],
@@ -215,6 +220,7 @@ async fn run_case(setup: &Setup, case: &Case, good: &str, stored: &str) {
 
     let wcc = wait_condition(ns, "BundleValid", "False", case.reason).await;
     let said = message(&wcc, "BundleValid");
+    eprintln!("{}: BundleValid=False/{}: {said}", case.name, case.reason);
     for part in &case.says {
         assert!(said.contains(part.as_str()), "{}: {said:?}", case.name);
     }
