@@ -8,7 +8,8 @@
 //! - a source Secret holding a private key next to the CA (refused), then restored;
 //! - a `kubernetes.io/tls` Secret with its key named as a source without `key:` (refused);
 //! - a token Secret (a static bearer token), used, then revoked on the API (refused);
-//! - the bearer tokens the API issued to the operator's logins.
+//! - the bearer tokens the API issued to the operator's logins, one of them revoked (the operator
+//!   logs in again), and the cleanup of `deletionPolicy: Delete` (a DELETE with the token).
 //!
 //! A planted value proves the scan can fail: after the real scan comes up clean, a password is
 //! logged, a token written into an Event and a key line into a resource's status through the
@@ -30,6 +31,7 @@ use test_support::operator::{
     wait_named_condition,
 };
 use test_support::secret_scan::{Finding, LogCapture, Secret, scan};
+use test_support::wait_for;
 use webhook_ca_operator::crd::WebhookCaCertificate;
 
 /// The admin password of this test's API (JSON-special characters, so an escaped form counts).
@@ -87,6 +89,18 @@ async fn cluster_texts(client: &kube::Client) -> Vec<(String, String)> {
     texts
 }
 
+/// A status as one of the texts to scan, named by the resource and its conditions' reasons.
+fn status_of(wcc: WebhookCaCertificate) -> (String, String) {
+    let reasons: Vec<String> = wcc
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .map(|c| format!("{}={}", c.type_, c.reason))
+        .collect();
+    let place = format!("status of {} with {}", wcc.name_any(), reasons.join(","));
+    (place, serde_json::to_string(&wcc.status).expect("json"))
+}
+
 fn places(found: &[Finding]) -> Vec<(String, String)> {
     let mut places: Vec<(String, String)> = found
         .iter()
@@ -106,22 +120,33 @@ async fn no_secret_in_logs_events_status_or_metrics() {
     };
     // setup_with writes the simulator's default password into wa-admin: wrong for this API.
     let Setup { ns, sim } = setup_with("scan", config).await;
+    // Each status as it was when a scenario reached its condition: the end state alone would
+    // not show the refusals' messages.
+    let mut seen: Vec<(String, String)> = Vec::new();
     let ca = ca_pem("Scan Root");
     set_secret(&ns, "internal-ca", "ca.crt", &ca).await;
     let operator = Operator::start(&ns);
 
     // A wrong password, then the right one.
     apply_wcc(&ns, spec(&sim, json!({}))).await;
-    wait_condition(&ns, "Uploaded", "False", "Unauthorized").await;
+    seen.push(status_of(
+        wait_condition(&ns, "Uploaded", "False", "Unauthorized").await,
+    ));
     set_secret(&ns, "wa-admin", "password", PASSWORD).await;
-    wait_condition(&ns, "Ready", "True", "Synced").await;
+    seen.push(status_of(
+        wait_condition(&ns, "Ready", "True", "Synced").await,
+    ));
 
     // A private key next to the CA in the source Secret.
     let key = key_pem();
     set_secret(&ns, "internal-ca", "ca.crt", &format!("{ca}{key}")).await;
-    wait_condition(&ns, "BundleValid", "False", "PrivateKeyRefused").await;
+    seen.push(status_of(
+        wait_condition(&ns, "BundleValid", "False", "PrivateKeyRefused").await,
+    ));
     set_secret(&ns, "internal-ca", "ca.crt", &ca).await;
-    wait_condition(&ns, "Ready", "True", "Synced").await;
+    seen.push(status_of(
+        wait_condition(&ns, "Ready", "True", "Synced").await,
+    ));
 
     // A TLS Secret named as a source without `key:`.
     let webapp = CertSpec::leaf("webapp.scan").self_signed();
@@ -140,9 +165,13 @@ async fn no_secret_in_logs_events_status_or_metrics() {
         {"secret": {"name": "webapp-cert"}},
     ]});
     apply_wcc(&ns, spec(&sim, with_tls)).await;
-    wait_condition(&ns, "BundleValid", "False", "SourceInvalid").await;
+    seen.push(status_of(
+        wait_condition(&ns, "BundleValid", "False", "SourceInvalid").await,
+    ));
     apply_wcc(&ns, spec(&sim, json!({}))).await;
-    wait_condition(&ns, "Ready", "True", "Synced").await;
+    seen.push(status_of(
+        wait_condition(&ns, "Ready", "True", "Synced").await,
+    ));
 
     // A static bearer token for a second API, used, then revoked there.
     let other = onprem_sim::start(SimConfig::default())
@@ -171,10 +200,50 @@ async fn no_secret_in_logs_events_status_or_metrics() {
         })
     };
     apply_named_wcc(&ns, "by-token", token_spec("720h")).await;
-    wait_named_condition(&ns, "by-token", "Ready", "True", "Synced").await;
+    seen.push(status_of(
+        wait_named_condition(&ns, "by-token", "Ready", "True", "Synced").await,
+    ));
     other.revoke_tokens();
     apply_named_wcc(&ns, "by-token", token_spec("700h")).await;
-    wait_named_condition(&ns, "by-token", "Uploaded", "False", "Unauthorized").await;
+    seen.push(status_of(
+        wait_named_condition(&ns, "by-token", "Uploaded", "False", "Unauthorized").await,
+    ));
+
+    // The login token revoked on the API: the operator logs in again (a pass made by a spec
+    // change). Then deletionPolicy Delete and the resource deleted: the cleanup's DELETE.
+    sim.revoke_tokens();
+    let logins = sim.issued_tokens().len();
+    apply_wcc(&ns, spec(&sim, json!({"expiryWarning": "700h"}))).await;
+    wait_for("a second login after the revocation", || async {
+        match sim.issued_tokens().len() {
+            n if n > logins => Ok(()),
+            n => Err(format!("{n} tokens issued")),
+        }
+    })
+    .await;
+    seen.push(status_of(
+        wait_condition(&ns, "Ready", "True", "Synced").await,
+    ));
+    apply_wcc(&ns, spec(&sim, json!({"deletionPolicy": "Delete"}))).await;
+    wait_for("the finalizer", || async {
+        let wcc = ns.api::<WebhookCaCertificate>().get("prod").await;
+        match wcc.map(|w| w.finalizers().to_vec()) {
+            Ok(f) if !f.is_empty() => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    ns.api::<WebhookCaCertificate>()
+        .delete("prod", &Default::default())
+        .await
+        .expect("delete prod");
+    wait_for("the bundle deleted from the API", || async {
+        match sim.stored_bundle() {
+            None => Ok(()),
+            Some(_) => Err("still stored".to_owned()),
+        }
+    })
+    .await;
 
     let metrics = operator.scrape().await;
     operator.shutdown().await;
@@ -216,6 +285,7 @@ async fn no_secret_in_logs_events_status_or_metrics() {
     );
     let client = ns.client();
     let mut texts = cluster_texts(&client).await;
+    texts.extend(seen);
     texts.push(("the operator's logs".to_owned(), logged));
     texts.push(("/metrics".to_owned(), metrics));
     let events_seen = texts
@@ -274,7 +344,7 @@ async fn no_secret_in_logs_events_status_or_metrics() {
     }]}});
     ns.api::<WebhookCaCertificate>()
         .patch_status(
-            "prod",
+            "by-token",
             &PatchParams::default(),
             &Patch::Merge(&planted_status),
         )
@@ -294,7 +364,7 @@ async fn no_secret_in_logs_events_status_or_metrics() {
         ),
         (
             "the private key next to the CA".to_owned(),
-            format!("status of {}/prod", ns.name()),
+            format!("status of {}/by-token", ns.name()),
         ),
         (
             "the static token".to_owned(),
