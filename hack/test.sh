@@ -44,10 +44,13 @@ trap cleanup EXIT
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "background: test cluster binaries (newest and oldest Kubernetes), promtool and image tools (cached by version)"
+step "background: test cluster binaries (newest and oldest Kubernetes), promtool, image tools, cargo-deny (cached by version)"
 background cluster hack/cluster/build.sh
 background cluster-oldest hack/cluster/build.sh hack/cluster/oldest
 background tools bash -c 'hack/promtool/build.sh && hack/image/tools.sh'
+# cargo-deny: installed once per version (cached), then licences, bans and sources; advisories
+# need the network (`hack/deny.sh advisories`).
+background deny hack/deny.sh
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
@@ -77,6 +80,10 @@ export WCO_TEST_KUBECONFIG="$cluster_dir/kubeconfig"
 step "cargo test"
 cargo test --all-targets --locked "$@"
 hack/cluster/down.sh "$cluster_dir" >&2
+
+step "supply chain: cargo deny check licenses bans sources (advisories: hack/deny.sh advisories)"
+await deny
+cat "$logs/deny.log" >&2
 
 step "container image: hack/image/test.sh proves what hack/image.sh built"
 await image

@@ -14,6 +14,7 @@ use onprem_sim::{
 };
 use test_support::certs::{CertSpec, ca_pem};
 use test_support::operator::canonical_bundle;
+use test_support::secret_scan::LogCapture;
 use webhook_ca_operator::onprem::{
     ApiError, ClientConfig, CredentialSource, Credentials, DeleteOutcome, GatewayStatus, Health,
     NodeRole, OnPremClient, Reason, RetryPolicy, TlsTrust, WEBHOOK_CA_PATH, from_fn,
@@ -605,24 +606,9 @@ async fn health_once_does_not_retry_a_rate_limit() {
 // ---------------------------------------------------------------------------------------------
 // secrets
 
-/// A tracing writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn no_secret_reaches_logs_or_errors() {
-    let capture = Capture::default();
+    let capture = LogCapture::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
@@ -667,7 +653,7 @@ async fn no_secret_reaches_logs_or_errors() {
     .expect("client");
     insecure.get_webhook_ca().await.expect("insecure get");
 
-    let logs = String::from_utf8(capture.0.lock().expect("lock").clone()).expect("utf-8 logs");
+    let logs = capture.text();
     // The capture works: request lines and the insecure warning are there.
     assert!(logs.contains("On-Premises API call"), "{logs}");
     assert!(logs.contains(WEBHOOK_CA_PATH));

@@ -11,25 +11,14 @@ use serde_json::json;
 use test_support::certs::{ca_pem, expired_ca_pem};
 use test_support::controller::Operator;
 use test_support::operator::{
-    Setup, apply_wcc, condition, expected_bundle, operator_events, replica_sets, set_secret, setup,
-    setup_with, spec, uploads, wait_condition, wait_stored_bundle,
+    Setup, apply_wcc, condition, expected_bundle, message, operator_events, replica_sets,
+    set_secret, setup, setup_with, spec, uploads, wait_condition, wait_stored_bundle,
 };
 use test_support::{TestNamespace, wait_for};
 use webhook_ca_operator::bundle::{self, Policy, SourceInput};
-use webhook_ca_operator::crd::WebhookCaCertificate;
 use webhook_ca_operator::onprem::{
     ClientConfig, Credentials, OnPremClient, Reason, TlsTrust, from_fn,
 };
-
-/// The message of the resource's condition `type_`.
-fn message(wcc: &WebhookCaCertificate, type_: &str) -> String {
-    wcc.status
-        .iter()
-        .flat_map(|s| &s.conditions)
-        .find(|c| c.type_ == type_)
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
-}
 
 /// Warning Events the operator wrote with `reason`.
 async fn warnings(ns: &TestNamespace, reason: &str) -> Vec<Event> {

@@ -281,6 +281,11 @@ for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat
   [[ -f "$stages_src/$f" ]] || fail kwok "stage file $stages_src/$f is missing (rebuild with build.sh)"
   cat "$stages_src/$f"; echo "---"
 done >"$dir/kwok/stages.yaml"
+# And the repository's own stages for tests (hack/cluster/stages/: Pods labelled
+# wco.test/never-ready=true run but never become Ready).
+for f in "$here/stages/"*.yaml; do
+  cat "$f"; echo "---"
+done >>"$dir/kwok/stages.yaml"
 # HOME points kwok away from a user's ~/.kwok/kwok.yaml, which it would otherwise load too.
 HOME="$dir/kwok" start kwok --kubeconfig="$pki/kwok.kubeconfig" --config="$dir/kwok/stages.yaml" \
   --manage-all-nodes=true --cidr=10.244.0.0/16 --node-ip=10.0.0.1 --node-lease-duration-seconds=40

@@ -363,6 +363,12 @@ impl Simulator {
             .ok_or_else(|| SimError::UnknownUser(username.to_owned()))
     }
 
+    /// Every bearer token the simulator has issued (by logins and [`Self::issue_token`]),
+    /// revoked and expired ones included, for tests that check no token leaked.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.shared.lock().issued_tokens()
+    }
+
     /// Invalidates every issued token, so clients have to log in again.
     pub fn revoke_tokens(&self) {
         self.shared.lock().revoke_all();

@@ -95,6 +95,8 @@ pub(crate) enum LoginOutcome {
 pub(crate) struct Inner {
     users: HashMap<String, Account>,
     tokens: HashMap<String, TokenEntry>,
+    /// Every token ever issued, revoked or not: what a secret scan of the client's logs looks for.
+    issued: Vec<String>,
     pub bundle: Option<Vec<u8>>,
     faults: Vec<Fault>,
     pub latency: Duration,
@@ -130,6 +132,7 @@ impl Inner {
         Self {
             users,
             tokens: HashMap::new(),
+            issued: Vec::new(),
             bundle: None,
             faults: Vec::new(),
             latency: Duration::ZERO,
@@ -201,6 +204,7 @@ impl Inner {
             .checked_add(self.token_lifetime)
             .unwrap_or(Timestamp::MAX);
         let token = jwt_like(username, wall, expires_at);
+        self.issued.push(token.clone());
         self.tokens.insert(
             token.clone(),
             TokenEntry {
@@ -212,6 +216,11 @@ impl Inner {
             token,
             expires_after: php_datetime(expires_at),
         })
+    }
+
+    /// Every token issued so far, in order, including revoked and expired ones.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.issued.clone()
     }
 
     /// Revokes one token; false if it was not known.

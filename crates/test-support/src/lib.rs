@@ -35,6 +35,7 @@ pub mod operator;
 pub mod operator_process;
 mod process;
 mod rollout;
+pub mod secret_scan;
 mod token;
 mod wait;
 pub mod webhook;

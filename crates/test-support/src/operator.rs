@@ -4,6 +4,8 @@
 
 use std::collections::BTreeSet;
 
+use base64::Engine as _;
+
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
@@ -122,10 +124,21 @@ pub async fn create_coreapp(ns: &TestNamespace, name: &str) -> Deployment {
 }
 
 pub async fn set_secret(ns: &TestNamespace, name: &str, key: &str, value: &str) {
-    let patch = json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
-        "stringData": {key: value}
-    });
+    apply_secret(ns, name, json!({"stringData": {key: value}})).await;
+}
+
+/// [`set_secret`] with raw bytes (`data`): for content that is not text.
+pub async fn set_secret_bytes(ns: &TestNamespace, name: &str, key: &str, value: &[u8]) {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+    apply_secret(ns, name, json!({"data": {key: encoded}})).await;
+}
+
+/// Server-side applies the Secret `name` with `fields` (`data` or `stringData`), as the test.
+async fn apply_secret(ns: &TestNamespace, name: &str, fields: serde_json::Value) {
+    let mut patch = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}});
+    if let (Some(patch), Some(fields)) = (patch.as_object_mut(), fields.as_object()) {
+        patch.extend(fields.clone());
+    }
     ns.api::<Secret>()
         .patch(
             name,
@@ -146,13 +159,27 @@ pub async fn apply_labelled_wcc(
     labels: serde_json::Value,
     spec: serde_json::Value,
 ) {
+    apply_wcc_object(ns, "prod", labels, spec).await;
+}
+
+/// [`apply_wcc`] for a resource named `name` instead of `prod`.
+pub async fn apply_named_wcc(ns: &TestNamespace, name: &str, spec: serde_json::Value) {
+    apply_wcc_object(ns, name, json!({}), spec).await;
+}
+
+async fn apply_wcc_object(
+    ns: &TestNamespace,
+    name: &str,
+    labels: serde_json::Value,
+    spec: serde_json::Value,
+) {
     let object = json!({
         "apiVersion": "webhookca.io/v1alpha1", "kind": "WebhookCaCertificate",
-        "metadata": {"name": "prod", "labels": labels}, "spec": spec
+        "metadata": {"name": name, "labels": labels}, "spec": spec
     });
     ns.api::<WebhookCaCertificate>()
         .patch(
-            "prod",
+            name,
             &PatchParams::apply("test").force(),
             &Patch::Apply(&object),
         )
@@ -190,6 +217,25 @@ pub fn condition(wcc: &WebhookCaCertificate, type_: &str) -> Option<(String, Str
         .map(|c| (c.status.clone(), c.reason.clone()))
 }
 
+/// The message of the resource's condition `type_` (empty when it has none).
+pub fn message(wcc: &WebhookCaCertificate, type_: &str) -> String {
+    wcc.status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .find(|c| c.type_ == type_)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// The warnings `status.bundle` reports (findings the policy let through).
+pub fn bundle_warnings(wcc: &WebhookCaCertificate) -> Vec<String> {
+    wcc.status
+        .as_ref()
+        .and_then(|s| s.bundle.as_ref())
+        .map(|b| b.warnings.clone())
+        .unwrap_or_default()
+}
+
 /// Waits until the resource has a condition of `type_` with `status` and `reason`.
 pub async fn wait_condition(
     ns: &TestNamespace,
@@ -197,9 +243,20 @@ pub async fn wait_condition(
     status: &str,
     reason: &str,
 ) -> WebhookCaCertificate {
+    wait_named_condition(ns, "prod", type_, status, reason).await
+}
+
+/// [`wait_condition`] for the resource named `name`.
+pub async fn wait_named_condition(
+    ns: &TestNamespace,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> WebhookCaCertificate {
     let api: Api<WebhookCaCertificate> = ns.api();
-    wait_for(&format!("{type_}={status}/{reason}"), || async {
-        let wcc = api.get("prod").await.map_err(|e| e.to_string())?;
+    wait_for(&format!("{name}: {type_}={status}/{reason}"), || async {
+        let wcc = api.get(name).await.map_err(|e| e.to_string())?;
         match condition(&wcc, type_) {
             Some((s, r)) if s == status && r == reason => Ok(wcc),
             other => Err(format!(
@@ -258,15 +315,19 @@ pub async fn rolled_out_named(ns: &TestNamespace, name: &str) -> Deployment {
     .await
 }
 
-/// Waits for coreapp to roll out and checks that its pod template carries the hash of the
-/// bundle `wcc`'s status reports.
-pub async fn assert_rolled_with_bundle(ns: &TestNamespace, wcc: &WebhookCaCertificate) {
-    let sha = wcc
-        .status
+/// The SHA-256 of the bundle `wcc`'s status reports.
+pub fn bundle_sha256(wcc: &WebhookCaCertificate) -> String {
+    wcc.status
         .as_ref()
         .and_then(|s| s.bundle.as_ref())
         .map(|b| b.sha256.clone())
-        .expect("bundle status");
+        .expect("bundle status")
+}
+
+/// Waits for coreapp to roll out and checks that its pod template carries the hash of the
+/// bundle `wcc`'s status reports.
+pub async fn assert_rolled_with_bundle(ns: &TestNamespace, wcc: &WebhookCaCertificate) {
+    let sha = bundle_sha256(wcc);
     assert_eq!(
         template_annotation(&rolled_out(ns).await, "webhookca.io/bundle-sha256"),
         Some(sha),
@@ -295,6 +356,26 @@ pub async fn operator_events(ns: &TestNamespace) -> Vec<Event> {
         .into_iter()
         .filter(|e| e.reporting_controller.as_deref() == Some(CONTROLLER))
         .collect()
+}
+
+/// Waits for a Warning Event of the operator with `reason` whose note contains `needle`.
+pub async fn wait_warning_event(ns: &TestNamespace, reason: &str, needle: &str) -> Event {
+    wait_for(
+        &format!("a Warning Event {reason} naming {needle}"),
+        || async {
+            let events = operator_events(ns).await;
+            let reasons: Vec<_> = events.iter().map(|e| e.reason.clone()).collect();
+            events
+                .into_iter()
+                .find(|e| {
+                    e.type_.as_deref() == Some("Warning")
+                        && e.reason.as_deref() == Some(reason)
+                        && e.note.as_deref().is_some_and(|n| n.contains(needle))
+                })
+                .ok_or_else(|| format!("the operator's Events: {reasons:?}"))
+        },
+    )
+    .await
 }
 
 pub async fn event_reasons(ns: &TestNamespace) -> Vec<String> {
