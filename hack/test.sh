@@ -34,9 +34,15 @@ await() {
   unset "pids[$name]"
 }
 cluster_dir="$root/target/test-cluster/test-run"
+# A background build is a script whose Go or cargo children outlive it unless stopped too.
+kill_tree() {
+  local child
+  for child in $(pgrep -P "$1"); do kill_tree "$child"; done
+  kill "$1" 2>/dev/null || true
+}
 cleanup() {
   local pid
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do kill_tree "$pid"; done
   hack/cluster/down.sh "$cluster_dir" >&2 2>/dev/null || true
 }
 trap cleanup EXIT
