@@ -439,5 +439,12 @@ pub async fn latency_burst_steady(b: &mut Bench) -> Res<()> {
             None,
         );
     }
+    // The simulators stop with this function and their ports go back to the pool: resources
+    // left naming them would conflict with a later simulator on the same port.
+    for inst in [&lat, &burst] {
+        kube_ops::wccs(&b.client, Some(&inst.ns))
+            .delete("prod", &kube::api::DeleteParams::default())
+            .await?;
+    }
     Ok(())
 }
