@@ -59,8 +59,6 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Limit on one whole request, from sending to the last byte of the answer.
     pub request_timeout: Duration,
-    /// How long a kept-alive connection may sit idle before it is closed.
-    pub idle_connection_timeout: Duration,
     pub retry: RetryPolicy,
     /// Accept an `http://` URL. Credentials then cross the network in clear text, so this is
     /// only for a webapp reached through a sidecar or mesh that adds TLS (the CRD's
@@ -78,11 +76,6 @@ pub struct ClientConfig {
 impl ClientConfig {
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
     pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-    /// The requests of one pass (login, read, upload, read-back) follow each other within
-    /// milliseconds, and the next pass is minutes away (the drift check), so a connection kept
-    /// longer only holds its TLS and HTTP buffers (tens of KiB): with one API per resource,
-    /// reqwest's default of 90 s kept a fleet's worth of idle connections open at once.
-    pub const DEFAULT_IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
     pub fn new(base_url: impl Into<String>, tls: TlsTrust) -> Self {
         ClientConfig {
@@ -90,7 +83,6 @@ impl ClientConfig {
             tls,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
-            idle_connection_timeout: Self::DEFAULT_IDLE_CONNECTION_TIMEOUT,
             retry: RetryPolicy::default(),
             allow_plain_http: false,
             login_backoff: true,
@@ -208,9 +200,6 @@ impl OnPremClient {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
-            // Requests of a pass are sequential: one idle connection per API is all that helps.
-            .pool_max_idle_per_host(1)
-            .pool_idle_timeout(config.idle_connection_timeout)
             // A redirect would carry the Authorization header somewhere the user did not name.
             .redirect(reqwest::redirect::Policy::none())
             .https_only(!config.allow_plain_http)
@@ -808,72 +797,6 @@ mod tests {
         let err = call.await.unwrap().unwrap_err();
         assert_eq!(err.metric_label(), "Connect");
         assert_eq!(*seen.0.lock().unwrap(), [RequestOutcome::Failed("Connect")]);
-    }
-
-    /// A plain-HTTP server that answers every request `200 {}` on kept-alive connections and
-    /// counts the connections it accepted.
-    async fn keep_alive_server() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = Arc::clone(&accepted);
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    while let Ok(n) = socket.read(&mut chunk).await {
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        // Requests without a body: one answer per header block.
-                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            buf.drain(..end + 4);
-                            let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
-                                          content-length: 2\r\n\r\n{}";
-                            if socket.write_all(answer.as_bytes()).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        (port, accepted)
-    }
-
-    #[tokio::test]
-    async fn a_pass_reuses_its_connection_and_an_idle_one_is_closed() {
-        let (port, accepted) = keep_alive_server().await;
-        let mut config =
-            ClientConfig::new(format!("http://127.0.0.1:{port}"), TlsTrust::SystemRoots);
-        config.allow_plain_http = true;
-        config.retry = RetryPolicy::none();
-        config.idle_connection_timeout = Duration::from_millis(300);
-        let client = OnPremClient::new(config, Arc::new(Credentials::token("t"))).unwrap();
-        let call = Call {
-            method: Method::GET,
-            path: "/v1/health",
-            body: None,
-            accept_not_found: false,
-        };
-        let connections = || accepted.load(std::sync::atomic::Ordering::SeqCst);
-        // The requests of one pass: one connection.
-        for _ in 0..3 {
-            assert!(client.call(&call).await.is_ok());
-        }
-        assert_eq!(connections(), 1);
-        // Idle past the timeout (the next pass is minutes away): closed, a new one is made.
-        tokio::time::sleep(Duration::from_millis(800)).await;
-        assert!(client.call(&call).await.is_ok());
-        assert_eq!(connections(), 2);
-        assert_eq!(
-            ClientConfig::new("https://a", TlsTrust::SystemRoots).idle_connection_timeout,
-            ClientConfig::DEFAULT_IDLE_CONNECTION_TIMEOUT
-        );
     }
 
     #[tokio::test]
