@@ -58,8 +58,8 @@ background tools bash -c 'hack/promtool/build.sh && hack/image/tools.sh'
 # need the network (`hack/deny.sh advisories`).
 background deny hack/deny.sh
 
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo doc --no-deps, warnings denied (broken intra-doc links)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --locked
