@@ -8,10 +8,12 @@
 
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
 use serde_json::json;
 use test_support::certs::ca_pem;
 use test_support::operator::{
-    Setup, apply_wcc, expected_bundle, set_secret, setup, spec, wait_condition,
+    Setup, apply_wcc, expected_bundle, set_secret, setup, spec, template_annotation, wait_condition,
 };
 use test_support::operator_process::OperatorProcess;
 use test_support::{dedicated_cluster, wait_for};
@@ -75,7 +77,24 @@ async fn a_change_after_an_apiserver_restart_is_uploaded_within_seconds() {
         delay < WITHIN,
         "the change took {delay:?} to reach the API; the watches did not recover promptly"
     );
-    wait_condition(&ns, "Ready", "True", "Synced").await;
+    // The restart that follows is the operator's too: its pod-template stamp. Whether the
+    // rollout then completes is the controller manager's business, which may itself have lost
+    // its leader lock during the outage and be starting again.
+    let sha = webhook_ca_operator::bundle::canonicalize(&expected)
+        .expect("the expected bundle is valid PEM")
+        .sha256;
+    let deployments: Api<Deployment> = ns.api();
+    wait_for("the coreapp restarted for the new bundle", || async {
+        let d = deployments
+            .get("coreapp")
+            .await
+            .map_err(|e| e.to_string())?;
+        match template_annotation(&d, "webhookca.io/bundle-sha256") {
+            Some(stamped) if stamped == sha => Ok(()),
+            other => Err(format!("template stamp {other:?}")),
+        }
+    })
+    .await;
     assert_eq!(operator.exited(), None, "the operator exited");
     assert_eq!(operator.pid(), pid);
     let starts = operator
