@@ -171,7 +171,7 @@ async fn a_relist_of_one_namespace_keeps_the_others_in_the_cache() {
         .boxed(),
         first_list_of_b.chain(change_b).chain(relist_of_b).boxed(),
     ];
-    let mut events = reflector::reflector(writer, merge(watches)).boxed();
+    let mut events = reflector::reflector(writer, merge(watches, store.clone())).boxed();
 
     let a_stays = format!("{}/stays", a.name());
     let b_old = format!("{}/old", b.name());

@@ -21,6 +21,11 @@ pub struct KnobArgs {
     /// On-Premises API requests in flight at once to one API host (host:port).
     #[arg(long, env = "API_CONCURRENCY_PER_HOST", default_value_t = default_per_host())]
     pub api_concurrency_per_host: NonZeroUsize,
+    /// Reconciles running at once, over all resources. Each holds a few requests to the
+    /// kube-apiserver and the On-Premises API; the bound keeps memory and connections flat
+    /// when a thousand resources are listed at once.
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = Settings::DEFAULT_MAX_CONCURRENT_RECONCILES, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_reconciles: u16,
     /// How soon a pass that failed for a passing cause (API unavailable, source unreadable) is
     /// tried again; a Go-style duration.
     #[arg(long, env = "RETRY_INTERVAL", default_value = "30s", value_parser = parse_interval)]
@@ -55,6 +60,7 @@ impl KnobArgs {
         settings.api_concurrency = self.api_concurrency.get();
         settings.api_concurrency_per_host = self.api_concurrency_per_host.get();
         settings.retry_interval = self.retry_interval;
+        settings.max_concurrent_reconciles = self.max_concurrent_reconciles;
     }
 }
 
@@ -82,6 +88,7 @@ mod tests {
             defaults.api_concurrency_per_host
         );
         assert_eq!(settings.retry_interval, defaults.retry_interval);
+        assert_eq!(settings.max_concurrent_reconciles, 32);
     }
 
     #[test]
@@ -93,6 +100,7 @@ mod tests {
             "--api-concurrency-per-host=1",
             "--retry-interval=1m30s",
             "--log-level=debug",
+            "--max-concurrent-reconciles=8",
         ])
         .expect("parses");
         let mut settings = Settings::default();
@@ -102,6 +110,7 @@ mod tests {
         assert_eq!(settings.api_concurrency_per_host, 1);
         assert_eq!(settings.retry_interval, Duration::from_secs(90));
         assert_eq!(cli.knobs.log_level, "debug");
+        assert_eq!(settings.max_concurrent_reconciles, 8);
     }
 
     #[test]
@@ -110,6 +119,7 @@ mod tests {
             "--api-concurrency=0",
             "--api-concurrency-per-host=0",
             "--retry-interval=0s",
+            "--max-concurrent-reconciles=0",
             "--retry-interval=soon",
         ] {
             assert!(Cli::try_parse_from(["run", bad]).is_err(), "{bad}");

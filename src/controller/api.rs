@@ -44,6 +44,7 @@ pub async fn connect(pass: &Pass<'_>) -> Result<(OnPremClient, Verdict), StepFai
             config.request_timeout = target.timeout();
             config.retry = ctx.settings.api_retry.clone();
             config.limiter = Some(Arc::clone(&ctx.limiter));
+            config.transports = Some(Arc::clone(&ctx.transports));
             let observer: Arc<dyn RequestObserver> = ctx.metrics.clone();
             config.observer = Some(observer);
             let credentials = SecretCredentials::new(

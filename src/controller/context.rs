@@ -13,7 +13,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use super::scope::Scope;
 use crate::crd::{WebhookCaCertificate, WebhookCaCertificateStatus};
 use crate::metrics::{Metrics, ResourceLabels};
-use crate::onprem::{OnPremClient, RequestLimiter, RetryPolicy};
+use crate::onprem::{OnPremClient, RequestLimiter, RetryPolicy, Transports};
 
 /// The controller's name in Events, field managers and the leader Lease.
 pub const CONTROLLER_NAME: &str = crate::NAME;
@@ -38,11 +38,16 @@ pub struct Settings {
     pub api_concurrency: usize,
     /// On-Premises API requests in flight at once to one API host.
     pub api_concurrency_per_host: usize,
+    /// Passes running at once, over all resources (one resource never has two). Bounds what
+    /// the first list of a large fleet costs: each pass in flight holds its sources, and its
+    /// requests to the kube-apiserver need their own HTTP/1.1 connections.
+    pub max_concurrent_reconciles: u16,
 }
 
 impl Settings {
     pub const DEFAULT_API_CONCURRENCY: usize = 16;
     pub const DEFAULT_API_CONCURRENCY_PER_HOST: usize = 2;
+    pub const DEFAULT_MAX_CONCURRENT_RECONCILES: u16 = 32;
 }
 
 impl Default for Settings {
@@ -56,6 +61,7 @@ impl Default for Settings {
             dry_run: false,
             api_concurrency: Self::DEFAULT_API_CONCURRENCY,
             api_concurrency_per_host: Self::DEFAULT_API_CONCURRENCY_PER_HOST,
+            max_concurrent_reconciles: Self::DEFAULT_MAX_CONCURRENT_RECONCILES,
         }
     }
 }
@@ -78,6 +84,8 @@ pub struct Context {
     pub settings: Settings,
     /// Bounds the On-Premises API requests of every resource's client.
     pub(crate) limiter: Arc<RequestLimiter>,
+    /// The HTTP clients and TLS configurations every resource's API client is built on.
+    pub(crate) transports: Arc<Transports>,
     /// One API client per resource, rebuilt when its connection settings change; keeping it
     /// keeps its login token.
     api_clients: Mutex<HashMap<String, (String, OnPremClient)>>,
@@ -108,6 +116,7 @@ impl Context {
             metrics,
             settings,
             limiter,
+            transports: Arc::default(),
             api_clients: Mutex::default(),
             pending: Mutex::default(),
             store: OnceLock::new(),
@@ -201,11 +210,19 @@ impl Context {
         wcc: &WebhookCaCertificate,
     ) -> WebhookCaCertificate {
         let mut wcc = wcc.clone();
-        let written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((read_version, status)) = written.get(key)
-            && wcc.metadata.resource_version.as_ref() == Some(read_version)
-        {
-            wcc.status = Some(status.clone());
+        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        match written.get(key) {
+            Some((read_version, status))
+                if wcc.metadata.resource_version.as_ref() == Some(read_version) =>
+            {
+                wcc.status = Some(status.clone());
+            }
+            // The cache holds a later object (the write itself, or something newer): what was
+            // kept for it is not needed any more, and a thousand resources would each keep one.
+            Some(_) => {
+                written.remove(key);
+            }
+            None => {}
         }
         wcc
     }

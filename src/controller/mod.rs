@@ -31,7 +31,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
+use kube::runtime::{Controller, Predicate, WatchStreamExt, controller, predicates, watcher};
 
 pub use context::{CONTROLLER_NAME, Context, Settings};
 pub use scope::{Scope, ScopeError};
@@ -113,10 +113,16 @@ pub async fn run(
     // namespaces' watches of resources share one store through `scope::merge`, so that one
     // namespace's re-list never drops another's resources from it; the store sees one
     // `InitDone`, and a resource deleted while its namespace's watch was down comes as a Delete.
-    let resources = scope.watches::<WebhookCaCertificate>(&client, &scope.resource_config());
+    // Without managedFields: nothing here reads them, and with a status of a dozen conditions
+    // they are the larger part of each cached object.
+    let resources = scope
+        .watches::<WebhookCaCertificate>(&client, &scope.resource_config())
+        .into_iter()
+        .map(|watch| watch.modify(|wcc| wcc.managed_fields_mut().clear()).boxed())
+        .collect();
     // Status writes and finalizer edits change neither generation nor anything the reconcile
     // reads from the spec; filtering them out keeps a status write from triggering a reconcile.
-    let stream = reflector::reflector(writer, scope::merge(resources))
+    let stream = reflector::reflector(writer, scope::merge(resources, reader.clone()))
         .inspect_ok(on_event)
         .touched_objects()
         .predicate_filter(
@@ -156,7 +162,9 @@ pub async fn run(
         }
     });
 
+    let config = controller::Config::default().concurrency(ctx.settings.max_concurrent_reconciles);
     Controller::for_stream(stream, reader)
+        .with_config(config)
         // The controller backs off errors of its merged trigger streams once more, with
         // client-go's default (up to 30 s); the same short backoff as the watches themselves.
         .trigger_backoff(watch::WatchBackoff::default())

@@ -18,8 +18,8 @@ use super::auth::{
 use super::error::{ApiError, CallKind, StatusError, TransportError};
 use super::login_backoff::{LoginBackoff, refuses_credentials};
 use super::observe::{RequestLimiter, RequestObserver, RequestOutcome};
-use super::pinning;
 use super::retry::{RetryPolicy, parse_retry_after};
+use super::transport::{Transport, TransportSettings, Transports};
 
 /// The header the API uses to correlate a request in its logs; it honours one sent by the client.
 pub const REQUEST_ID_HEADER: &str = "X-Request-ID";
@@ -71,6 +71,9 @@ pub struct ClientConfig {
     pub observer: Option<Arc<dyn RequestObserver>>,
     /// Bounds the requests in flight, shared by every client of the operator.
     pub limiter: Option<Arc<RequestLimiter>>,
+    /// Shares the HTTP client and its TLS configuration with every client that trusts the
+    /// webapp the same way (the operator's clients); without it the client builds its own.
+    pub transports: Option<Arc<Transports>>,
 }
 
 impl ClientConfig {
@@ -88,6 +91,7 @@ impl ClientConfig {
             login_backoff: true,
             observer: None,
             limiter: None,
+            transports: None,
         }
     }
 }
@@ -99,7 +103,8 @@ pub struct OnPremClient {
 }
 
 struct Inner {
-    http: reqwest::Client,
+    transport: Transport,
+    request_timeout: Duration,
     base_url: String,
     retry: RetryPolicy,
     credentials: Arc<dyn CredentialSource>,
@@ -194,41 +199,29 @@ impl OnPremClient {
         config: ClientConfig,
         credentials: Arc<dyn CredentialSource>,
     ) -> Result<Self, ApiError> {
-        crate::tls::install_crypto_provider();
         let base_url = validate_base_url(&config.base_url, config.allow_plain_http)?;
         let host = host_key(&base_url);
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            // A redirect would carry the Authorization header somewhere the user did not name.
-            .redirect(reqwest::redirect::Policy::none())
-            .https_only(!config.allow_plain_http)
-            .user_agent(format!("{}/{}", crate::NAME, env!("CARGO_PKG_VERSION")));
+        let settings = TransportSettings {
+            tls: &config.tls,
+            allow_plain_http: config.allow_plain_http,
+            connect_timeout: config.connect_timeout,
+        };
+        let transport = match &config.transports {
+            Some(shared) => shared.get(&settings)?,
+            None => Transport::build(&settings)?,
+        };
         let insecure = matches!(config.tls, TlsTrust::InsecureSkipVerify);
-        match &config.tls {
-            TlsTrust::SystemRoots => {}
-            TlsTrust::CaPem(pem) => {
-                // Its own verifier: a self-signed webapp certificate given as its own CA is
-                // accepted as a pin (see `pinning`), which rustls's stock verifier refuses.
-                let tls =
-                    pinning::client_config(pem).map_err(|e| ApiError::Config(e.to_string()))?;
-                builder = builder.use_preconfigured_tls(tls);
-            }
-            TlsTrust::InsecureSkipVerify => {
-                tracing::warn!(
-                    url = %base_url,
-                    "TLS certificate verification for the On-Premises API is DISABLED \
-                     (insecure): anyone on the path can read the credentials and the bundle"
-                );
-                builder = builder.tls_danger_accept_invalid_certs(true);
-            }
+        if insecure {
+            tracing::warn!(
+                url = %base_url,
+                "TLS certificate verification for the On-Premises API is DISABLED \
+                 (insecure): anyone on the path can read the credentials and the bundle"
+            );
         }
-        let http = builder
-            .build()
-            .map_err(|e| ApiError::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(OnPremClient {
             inner: Arc::new(Inner {
-                http,
+                transport,
+                request_timeout: config.request_timeout,
                 base_url,
                 retry: config.retry,
                 credentials,
@@ -420,11 +413,13 @@ impl OnPremClient {
         };
         let mut request = self
             .inner
-            .http
+            .transport
+            .http()
             .request(
                 call.method.clone(),
                 format!("{}{}", self.inner.base_url, call.path),
             )
+            .timeout(self.inner.request_timeout)
             .header(REQUEST_ID_HEADER, &request_id)
             .header(header::AUTHORIZATION, authorization(&auth)?);
         if let Some((content_type, body)) = &call.body {

@@ -22,6 +22,7 @@ pub mod observe;
 pub mod pinning;
 pub mod retry;
 pub mod settings;
+pub mod transport;
 
 pub use auth::{CredentialError, CredentialSource, Credentials, Secret, from_fn};
 pub use certificates::{DeleteOutcome, UPLOAD_CONTENT_TYPE, WEBHOOK_CA_PATH};
@@ -31,3 +32,4 @@ pub use health::{GatewayStatus, Health, NodeHealth, NodeRole};
 pub use observe::{RequestLimiter, RequestObserver, RequestOutcome, Slot};
 pub use retry::RetryPolicy;
 pub use settings::APPLICATION_SETTINGS_PATH;
+pub use transport::Transports;

@@ -21,18 +21,21 @@ use std::hash::Hash;
 use futures::stream::{self, BoxStream};
 use futures::{Stream, StreamExt};
 use kube::Resource;
-use kube::runtime::reflector::{Lookup, ObjectRef};
+use kube::runtime::reflector::{Lookup, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 
-/// `watches` merged into one stream that a single reflector store can apply; see the module.
+/// `watches` merged into one stream for the reflector store that `store` reads; see the module.
+/// The store is where an object that vanished during a re-list is found for its `Delete`:
+/// keeping a copy of every object here as well would double the cache.
 pub fn merge<K>(
     watches: Vec<BoxStream<'static, watcher::Result<Event<K>>>>,
+    store: Store<K>,
 ) -> impl Stream<Item = watcher::Result<Event<K>>> + Send + 'static
 where
-    K: Resource + Clone + Send + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone + Send,
+    K: Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
-    let mut merger = Merger::new(watches.len());
+    let mut merger = Merger::new(watches.len(), store);
     let tagged = watches
         .into_iter()
         .enumerate()
@@ -45,8 +48,11 @@ struct Listed<K: Resource>
 where
     K::DynamicType: Eq + Hash,
 {
-    /// The objects as of the last completed list and the events since.
-    objects: HashMap<ObjectRef<K>, K>,
+    /// The resourceVersion of each object as of the last completed list and the events since:
+    /// enough to tell, at a re-list, what changed and what is gone.
+    versions: HashMap<ObjectRef<K>, Option<String>>,
+    /// The objects themselves, only until the store's first list (they are not in it yet).
+    held: HashMap<ObjectRef<K>, K>,
     /// Whether a list has completed at least once.
     complete: bool,
     /// The list in progress, between `Init` and `InitDone`.
@@ -54,30 +60,33 @@ where
 }
 
 /// The state behind [`merge`]: what each watch has listed.
-struct Merger<K: Resource>
+struct Merger<K: Resource + 'static>
 where
     K::DynamicType: Eq + Hash,
 {
     watches: Vec<Listed<K>>,
     /// Whether the store has had its one `Init`..`InitDone`.
     initialized: bool,
+    store: Store<K>,
 }
 
 impl<K> Merger<K>
 where
-    K: Resource + Clone,
+    K: Resource + Clone + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
 {
-    fn new(watches: usize) -> Self {
+    fn new(watches: usize, store: Store<K>) -> Self {
         Self {
             watches: (0..watches)
                 .map(|_| Listed {
-                    objects: HashMap::new(),
+                    versions: HashMap::new(),
+                    held: HashMap::new(),
                     complete: false,
                     relisting: None,
                 })
                 .collect(),
             initialized: false,
+            store,
         }
     }
 
@@ -91,6 +100,7 @@ where
             Ok(event) => event,
             Err(error) => return vec![Err(error)],
         };
+        let initialized = self.initialized;
         let Some(watch) = self.watches.get_mut(index) else {
             return Vec::new();
         };
@@ -108,31 +118,38 @@ where
             }
             Event::InitDone => {
                 let fresh = watch.relisting.take().unwrap_or_default();
-                let previous = std::mem::replace(&mut watch.objects, fresh);
+                let previous = std::mem::replace(&mut watch.versions, versions(&fresh));
                 watch.complete = true;
-                if self.initialized {
-                    difference(previous, &self.watches[index].objects)
+                if initialized {
+                    difference(&previous, fresh, &self.store)
                 } else {
+                    watch.held = fresh;
                     self.initialize()
                 }
             }
             Event::Apply(object) => {
-                watch.objects.insert(key(&object), object.clone());
-                self.pass(Event::Apply(object))
+                let key = key(&object);
+                watch
+                    .versions
+                    .insert(key.clone(), object.meta().resource_version.clone());
+                if initialized {
+                    vec![Ok(Event::Apply(object))]
+                } else {
+                    // Held back until the store's first list, which then holds it.
+                    watch.held.insert(key, object);
+                    Vec::new()
+                }
             }
             Event::Delete(object) => {
-                watch.objects.remove(&key(&object));
-                self.pass(Event::Delete(object))
+                let key = key(&object);
+                watch.versions.remove(&key);
+                watch.held.remove(&key);
+                if initialized {
+                    vec![Ok(Event::Delete(object))]
+                } else {
+                    Vec::new()
+                }
             }
-        }
-    }
-
-    /// Events are held back until the store's first list: it holds them by then.
-    fn pass(&self, event: Event<K>) -> Vec<watcher::Result<Event<K>>> {
-        if self.initialized {
-            vec![Ok(event)]
-        } else {
-            Vec::new()
         }
     }
 
@@ -145,9 +162,9 @@ where
         let mut events = vec![Ok(Event::Init)];
         events.extend(
             self.watches
-                .iter()
-                .flat_map(|w| w.objects.values())
-                .map(|object| Ok(Event::InitApply(object.clone()))),
+                .iter_mut()
+                .flat_map(|w| std::mem::take(&mut w.held).into_values())
+                .map(|object| Ok(Event::InitApply(object))),
         );
         events.push(Ok(Event::InitDone));
         events
@@ -162,30 +179,42 @@ where
     object.to_object_ref(Default::default())
 }
 
-/// What one watch's new list changed: `Delete` of what is gone, `Apply` of what is new or has
-/// another resourceVersion (an unchanged object needs no event: the store holds it already).
+fn versions<K>(objects: &HashMap<ObjectRef<K>, K>) -> HashMap<ObjectRef<K>, Option<String>>
+where
+    K: Resource,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    objects
+        .iter()
+        .map(|(key, object)| (key.clone(), object.meta().resource_version.clone()))
+        .collect()
+}
+
+/// What one watch's new list changed: `Delete` of what is gone (the object as the store holds
+/// it), `Apply` of what is new or has another resourceVersion (an unchanged object needs no
+/// event: the store holds it already).
 fn difference<K>(
-    previous: HashMap<ObjectRef<K>, K>,
-    now: &HashMap<ObjectRef<K>, K>,
+    previous: &HashMap<ObjectRef<K>, Option<String>>,
+    now: HashMap<ObjectRef<K>, K>,
+    store: &Store<K>,
 ) -> Vec<watcher::Result<Event<K>>>
 where
-    K: Resource + Clone,
-    K::DynamicType: Eq + Hash,
+    K: Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
 {
-    let mut events = Vec::new();
-    for (key, object) in now {
-        let unchanged = previous
-            .get(key)
-            .is_some_and(|old| old.meta().resource_version == object.meta().resource_version);
-        if !unchanged {
-            events.push(Ok(Event::Apply(object.clone())));
-        }
-    }
-    for (key, object) in previous {
-        if !now.contains_key(&key) {
-            events.push(Ok(Event::Delete(object)));
-        }
-    }
+    let gone: Vec<_> = previous
+        .keys()
+        .filter(|key| !now.contains_key(key))
+        // Not in the store means the store has nothing to forget.
+        .filter_map(|key| store.get(key))
+        .map(|object| Ok(Event::Delete(K::clone(&object))))
+        .collect();
+    let mut events: Vec<_> = now
+        .into_iter()
+        .filter(|(key, object)| previous.get(key) != Some(&object.meta().resource_version))
+        .map(|(_, object)| Ok(Event::Apply(object)))
+        .collect();
+    events.extend(gone);
     events
 }
 
@@ -238,7 +267,7 @@ mod tests {
         fn new() -> Self {
             let (reader, writer) = store();
             Self {
-                merger: Merger::new(2),
+                merger: Merger::new(2, reader.clone()),
                 writer,
                 reader,
                 seen: Vec::new(),
@@ -385,7 +414,8 @@ mod tests {
 
     #[test]
     fn errors_pass_through_at_any_time() {
-        let mut merger = Merger::<ConfigMap>::new(2);
+        let (reader, _writer) = store();
+        let mut merger = Merger::<ConfigMap>::new(2, reader);
         let out = merger.step(1, Err(watcher::Error::NoResourceVersion));
         assert!(matches!(
             out.as_slice(),
@@ -408,9 +438,10 @@ mod tests {
         ])
         .boxed();
         let (reader, writer) = store();
-        let events: Vec<_> = kube::runtime::reflector::reflector(writer, merge(vec![a, b]))
-            .collect()
-            .await;
+        let events: Vec<_> =
+            kube::runtime::reflector::reflector(writer, merge(vec![a, b], reader.clone()))
+                .collect()
+                .await;
         assert_eq!(events.len(), 4, "Init, two InitApply, InitDone");
         assert_eq!(names(&reader), set(&["a/one", "b/two"]));
     }
