@@ -87,7 +87,15 @@ pub fn init() {
 
 /// The in-process log file, opened at the first line written (no empty file from a process
 /// whose subscriber was already taken).
-static LOG: Mutex<Option<BufWriter<File>>> = Mutex::new(None);
+static LOG: Mutex<LogFile> = Mutex::new(LogFile::Unopened);
+
+enum LogFile {
+    Unopened,
+    Open(BufWriter<File>),
+    /// It could not be opened (printed once): the lines are dropped rather than the open tried
+    /// again for each.
+    Failed,
+}
 
 /// A writer into [`LOG`]: the subscriber formats each event into one buffer and writes it at
 /// once, so a line is never split between two writers.
@@ -96,13 +104,19 @@ struct LogWriter;
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let mut log = LOG.lock().unwrap_or_else(PoisonError::into_inner);
-        if log.is_none() {
+        if let LogFile::Unopened = *log {
             let path = dir().join("logs").join(format!("{}.jsonl", process_tag()));
-            *log = Some(BufWriter::with_capacity(1 << 16, append(&path)?));
+            *log = match append(&path) {
+                Ok(file) => LogFile::Open(BufWriter::with_capacity(1 << 16, file)),
+                Err(e) => {
+                    eprintln!("test logs: cannot write {}: {e}", path.display());
+                    LogFile::Failed
+                }
+            };
         }
-        match log.as_mut() {
-            Some(out) => out.write(buf),
-            None => Ok(buf.len()),
+        match &mut *log {
+            LogFile::Open(out) => out.write(buf),
+            LogFile::Unopened | LogFile::Failed => Ok(buf.len()),
         }
     }
 
@@ -112,9 +126,9 @@ impl Write for LogWriter {
 }
 
 fn flush_log() -> std::io::Result<()> {
-    match LOG.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
-        Some(out) => out.flush(),
-        None => Ok(()),
+    match &mut *LOG.lock().unwrap_or_else(PoisonError::into_inner) {
+        LogFile::Open(out) => out.flush(),
+        LogFile::Unopened | LogFile::Failed => Ok(()),
     }
 }
 
