@@ -47,6 +47,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# What the tests show (logs at debug level, each test namespace's Events and statuses) and the
+# secrets they used, for the secret scan after them: this run's only (test_support::test_logs).
+export WCO_TEST_LOGS="$root/target/test-logs"
+rm -rf "$WCO_TEST_LOGS"
+# The whole run leaves logs and secrets to scan, and none means a broken recording; a run of a
+# few tests (arguments for cargo test) may leave none.
+scan_args=()
+(($# == 0)) || scan_args=(--allow-empty)
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -87,6 +96,9 @@ step "cargo test"
 cargo test --all-targets --locked "$@"
 hack/cluster/down.sh "$cluster_dir" >&2
 
+step "the secret scan: every password, token and private key the tests used, in every log (debug level) and every test namespace's Events and statuses they left in target/test-logs"
+cargo run -q --locked -p test-support --bin scan-test-logs -- "${scan_args[@]}"
+
 step "supply chain: cargo deny check licenses bans sources (advisories: hack/deny.sh advisories)"
 await deny
 cat "$logs/deny.log" >&2
@@ -98,3 +110,6 @@ hack/image/test.sh
 step "the cluster tests on the oldest supported Kubernetes: hack/cluster/test-oldest.sh"
 await cluster-oldest
 hack/cluster/test-oldest.sh
+
+step "the secret scan again, with what the tests on the oldest Kubernetes showed"
+cargo run -q --locked -p test-support --bin scan-test-logs -- "${scan_args[@]}"

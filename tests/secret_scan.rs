@@ -15,6 +15,13 @@
 //! logged, a token written into an Event and a key line into a resource's status through the
 //! same paths, and the same scan must find exactly those three.
 //!
+//! The other test binaries are covered by the scan after the tests (`hack/test.sh` runs
+//! `scan-test-logs`, `test_support::test_logs`): each keeps its debug log, the logs of the
+//! operator processes it ran and every test namespace's Events and statuses (dumped before the
+//! namespace is deleted) in `target/test-logs`, with the passwords, tokens and keys it used.
+//! This binary keeps out of that (`test_logs::keep_out`): its planted values would be findings
+//! there, and it scans itself.
+//!
 //! One test in this binary: it installs the process-wide tracing subscriber.
 
 use base64::Engine as _;
@@ -31,26 +38,26 @@ use test_support::operator::{
     wait_named_condition,
 };
 use test_support::secret_scan::{Finding, LogCapture, Secret, scan};
-use test_support::wait_for;
+use test_support::{test_logs, wait_for};
 use webhook_ca_operator::crd::WebhookCaCertificate;
 
 /// The admin password of this test's API (JSON-special characters, so an escaped form counts).
 const PASSWORD: &str = r#"Scan-"Passw0rd\-7"#;
 
 /// The subscriber `webhook_ca_operator::telemetry::init(LogFormat::Json, "debug")` installs,
-/// writing into `capture` instead of stderr.
+/// writing into `capture` instead of stderr. This process plants secrets in its log, an Event
+/// and a status on purpose, so it keeps out of the scan after the tests (`test_logs::keep_out`):
+/// none of its logs, namespaces or secrets goes to `target/test-logs`.
 fn capture_logs() -> LogCapture {
+    test_logs::keep_out("tests/secret_scan.rs plants secrets to prove its own scan fails");
     let capture = LogCapture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
-        .with_writer({
+    let subscriber = webhook_ca_operator::telemetry::json_subscriber(
+        tracing_subscriber::EnvFilter::new("debug"),
+        {
             let capture = capture.clone();
             move || capture.clone()
-        })
-        .json()
-        .with_current_span(true)
-        .flatten_event(true)
-        .finish();
+        },
+    );
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
     capture
 }

@@ -6,8 +6,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
-use test_support::TestNamespace;
 use test_support::certs::{CertSpec, base64_lines};
+use test_support::{TestNamespace, test_logs};
 use webhook_ca_operator::bundle::{self, Policy, SourceInput};
 use webhook_ca_operator::controller::credentials::{SecretCredentials, tls_trust};
 use webhook_ca_operator::controller::sources::{ResolvedSource, SourceError, resolve_sources};
@@ -32,7 +32,11 @@ fn meta(name: &str, labels: &[(&str, &str)]) -> ObjectMeta {
     }
 }
 
+/// Creates Secret `name`; its credentials and private keys are recorded for the secret scan.
 async fn create_secret(ns: &TestNamespace, name: &str, type_: &str, data: &[(&str, &[u8])]) {
+    for (key, value) in data {
+        test_logs::record_secret_entry(name, key, &String::from_utf8_lossy(value));
+    }
     let secret = Secret {
         metadata: meta(name, &[]),
         type_: Some(type_.to_owned()),
@@ -427,6 +431,7 @@ async fn login_credentials_follow_a_rotated_secret() {
     );
 
     let secrets = ns.api::<Secret>();
+    test_logs::record_secret_entry("wa-admin", "pass", "Secret-Two-2!");
     secrets
         .patch(
             "wa-admin",

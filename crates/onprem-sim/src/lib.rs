@@ -20,7 +20,7 @@ mod state;
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -37,6 +37,24 @@ use state::Shared;
 pub const DEFAULT_ADMIN_PASSWORD: &str = "Sim-Adm1n-Passw0rd!";
 /// The installation's factory password, which must be changed at first login.
 pub const FACTORY_PASSWORD: &str = "secret";
+
+/// The process's observer of issued bearer tokens, set once by [`observe_issued_tokens`].
+static TOKEN_OBSERVER: OnceLock<fn(&str)> = OnceLock::new();
+
+/// Sets a function every simulator of this process calls with each bearer token it issues (by a
+/// login or [`Simulator::issue_token`]) from now on. The tests' support records them for the
+/// secret scan that runs after the tests, also for simulators a test starts by itself, which
+/// no helper sees dropped. Only the first call sets it; returns whether this one did.
+pub fn observe_issued_tokens(observer: fn(&str)) -> bool {
+    TOKEN_OBSERVER.set(observer).is_ok()
+}
+
+/// Tells the observer, if one is set, about a token just issued.
+pub(crate) fn token_issued(token: &str) {
+    if let Some(observer) = TOKEN_OBSERVER.get() {
+        observer(token);
+    }
+}
 
 /// An account of the simulated webapp.
 #[derive(Clone, PartialEq, Eq, Deserialize)]

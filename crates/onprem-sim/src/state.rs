@@ -204,6 +204,7 @@ impl Inner {
             .checked_add(self.token_lifetime)
             .unwrap_or(Timestamp::MAX);
         let token = jwt_like(username, wall, expires_at);
+        crate::token_issued(&token);
         self.issued.push(token.clone());
         self.tokens.insert(
             token.clone(),

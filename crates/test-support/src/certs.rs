@@ -189,8 +189,11 @@ pub fn openssl_req_x509(dir: &std::path::Path, cn: &str) -> OpensslCert {
 }
 
 /// A PKCS#8 private key in PEM, as a careless Secret would hold it next to `tls.crt`.
+/// Recorded for the secret scan: a test makes one to put where it must not show.
 pub fn key_pem() -> String {
-    KeyPair::generate().expect("key generation").serialize_pem()
+    let pem = KeyPair::generate().expect("key generation").serialize_pem();
+    crate::test_logs::record_key("a private key from certs::key_pem", &pem);
+    pem
 }
 
 /// The base64 lines of a PEM block's body: what must never show up in an error or a status.

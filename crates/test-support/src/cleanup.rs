@@ -2,6 +2,7 @@
 
 use super::cluster::Cluster;
 use super::process::run;
+use super::test_logs;
 
 /// Runs `kubectl delete <kind> <name>` when dropped. Drop cannot await and the test's runtime
 /// may already be gone, so kubectl does it; `--wait=false` leaves finalization to the cluster.
@@ -36,6 +37,11 @@ impl DeleteOnDrop {
 
 impl Drop for DeleteOnDrop {
     fn drop(&mut self) {
+        // What the operator wrote into a namespace (Events, statuses) goes with it: keep it for
+        // the secret scan after the tests.
+        if self.namespace.is_none() && matches!(self.kind.as_str(), "namespace" | "ns") {
+            test_logs::dump_namespace(self.cluster, &self.name);
+        }
         let mut kubectl = self.cluster.kubectl();
         kubectl.args([
             "delete",

@@ -233,7 +233,7 @@ fn start() -> Result<PathBuf, String> {
 }
 
 /// The test binary's name without cargo's hash suffix, e.g. `cluster` for `cluster-0123abcd`.
-fn binary_name() -> OsString {
+pub(crate) fn binary_name() -> OsString {
     let stem = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))

@@ -59,6 +59,7 @@ impl Operator {
     }
 
     pub fn start_with(ns: &TestNamespace, settings: Settings) -> Self {
+        crate::test_logs::init();
         let metrics = Arc::new(Metrics::default());
         let health = Arc::new(Health {
             metrics: Arc::clone(&metrics),

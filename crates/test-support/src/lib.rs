@@ -36,6 +36,7 @@ pub mod operator_process;
 mod process;
 mod rollout;
 pub mod secret_scan;
+pub mod test_logs;
 mod token;
 mod wait;
 pub mod webhook;

@@ -25,6 +25,7 @@ pub struct TestNamespace {
 impl TestNamespace {
     /// Creates the namespace (starting the cluster first if this is the binary's first use).
     pub async fn new(prefix: &str) -> Self {
+        crate::test_logs::init();
         let cluster = cluster().await;
         let client = cluster.client();
         let name = namespace_name(prefix, rand::random::<u32>());

@@ -20,6 +20,7 @@ use super::cluster::{cluster, repo};
 use super::namespace::TestNamespace;
 use super::process::run;
 use super::rollout::rollout_status;
+use super::test_logs;
 use super::wait::wait_for;
 
 /// The name the operator reports Events under.
@@ -79,6 +80,18 @@ pub async fn setup_with(prefix: &str, sim_config: SimConfig) -> Setup {
     })
     .await;
     let ns = TestNamespace::new(prefix).await;
+    for user in &sim_config.users {
+        test_logs::record_login(
+            &format!("the password of simulator user {}", user.username),
+            &user.username,
+            &user.password,
+        );
+    }
+    test_logs::record_login(
+        "the password in Secret wa-admin",
+        "admin",
+        DEFAULT_ADMIN_PASSWORD,
+    );
     let sim = sim::start(sim_config).await.expect("simulator");
     let secrets: Api<Secret> = ns.api();
     let admin = json!({
@@ -123,12 +136,16 @@ pub async fn create_coreapp(ns: &TestNamespace, name: &str) -> Deployment {
     rolled_out_named(ns, name).await
 }
 
+/// Server-side applies key `key` of Secret `name`; a credential or private key in it is
+/// recorded for the secret scan.
 pub async fn set_secret(ns: &TestNamespace, name: &str, key: &str, value: &str) {
+    test_logs::record_secret_entry(name, key, value);
     apply_secret(ns, name, json!({"stringData": {key: value}})).await;
 }
 
 /// [`set_secret`] with raw bytes (`data`): for content that is not text.
 pub async fn set_secret_bytes(ns: &TestNamespace, name: &str, key: &str, value: &[u8]) {
+    test_logs::record_secret_entry(name, key, &String::from_utf8_lossy(value));
     let encoded = base64::engine::general_purpose::STANDARD.encode(value);
     apply_secret(ns, name, json!({"data": {key: encoded}})).await;
 }

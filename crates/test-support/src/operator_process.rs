@@ -3,7 +3,7 @@
 //! the admin kubeconfig or, through [`token_kubeconfig`], with nothing but a ServiceAccount's
 //! token.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -17,6 +17,7 @@ use kube::config::Kubeconfig;
 use serde_json::{Value, json};
 
 use super::process::run_ok;
+use super::test_logs;
 use super::wait::wait_for;
 
 /// How long a SIGTERM may take: the operator releases its Lease and stops its controller.
@@ -34,14 +35,17 @@ pub struct OperatorProcess {
 impl OperatorProcess {
     /// Starts `binary run` (the test's `env!("CARGO_BIN_EXE_webhook-ca-operator")`) with
     /// `--instance <instance>`, the given arguments, loopback metrics on a free port and JSON
-    /// logs at debug level, reaching the cluster through `kubeconfig`.
+    /// logs at debug level (`--log-level debug`, every crate, as a user debugging it runs it),
+    /// reaching the cluster through `kubeconfig`. Its log also goes to
+    /// `target/test-logs/logs/` for the secret scan ([`crate::test_logs`]).
     pub fn spawn(binary: &str, instance: &str, kubeconfig: &Path, args: &[&str]) -> Self {
         let mut child = Command::new(binary)
             .args(["run", "--instance", instance])
             .args(["--metrics-bind", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--log-level", "debug"])
             .args(args)
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,webhook_ca_operator=debug")
+            .env_remove("RUST_LOG")
             .env_remove("POD_NAMESPACE")
             .env_remove("POD_NAME")
             .env_remove("WATCH_NAMESPACE")
@@ -53,12 +57,23 @@ impl OperatorProcess {
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().expect("piped stderr");
         let lines = Arc::clone(&log);
+        let mut file = test_logs::process_log(instance);
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(out) = file.as_mut()
+                    && let Err(e) = writeln!(out, "{line}")
+                {
+                    eprintln!("test logs: the operator's log is not kept: {e}");
+                    file = None;
+                }
                 lines
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .push(line);
+            }
+            // The pipe closed: the process is gone. The rest of the buffer goes to the file.
+            if let Some(Err(e)) = file.as_mut().map(Write::flush) {
+                eprintln!("test logs: the operator's log is not kept: {e}");
             }
         });
         Self {

@@ -145,22 +145,62 @@ pub fn scan<'a>(
     texts: impl IntoIterator<Item = (&'a str, &'a str)>,
     secrets: &[Secret],
 ) -> Vec<Finding> {
-    let mut found = Vec::new();
-    for (place, text) in texts {
+    let scanner = Scanner::new(secrets);
+    texts
+        .into_iter()
+        .flat_map(|(place, text)| scanner.scan(place, text))
+        .collect()
+}
+
+/// The forms of many secrets, looked for in one pass over each text (Aho-Corasick): the scan
+/// after the tests runs hundreds of secrets over megabytes of logs, where one search per form
+/// would read each log hundreds of times.
+pub struct Scanner {
+    automaton: aho_corasick::AhoCorasick,
+    /// For each pattern of the automaton: its secret's name and its kind of form.
+    patterns: Vec<(String, &'static str)>,
+}
+
+impl Scanner {
+    pub fn new(secrets: &[Secret]) -> Self {
+        let mut forms = Vec::new();
+        let mut patterns = Vec::new();
         for secret in secrets {
             for (kind, form) in &secret.forms {
-                if let Some(offset) = text.find(form.as_str()) {
-                    found.push(Finding {
-                        secret: secret.name.clone(),
-                        form: kind,
-                        place: place.to_owned(),
-                        offset,
-                    });
-                }
+                forms.push(form.as_str());
+                patterns.push((secret.name.clone(), *kind));
             }
         }
+        let automaton = aho_corasick::AhoCorasick::new(forms)
+            .expect("an automaton of the tests' secrets fits the default limits");
+        Self {
+            automaton,
+            patterns,
+        }
     }
-    found
+
+    /// The first occurrence of each form in `text`, in the order of the secrets and their
+    /// forms.
+    pub fn scan(&self, place: &str, text: &str) -> Vec<Finding> {
+        let mut first: Vec<Option<usize>> = vec![None; self.patterns.len()];
+        // Overlapping: one form may be part of another (a PEM line of the joined body). The
+        // matches of one pattern come in order, so the first one seen is the first in the text.
+        for found in self.automaton.find_overlapping_iter(text) {
+            first[found.pattern().as_usize()].get_or_insert(found.start());
+        }
+        first
+            .into_iter()
+            .zip(&self.patterns)
+            .filter_map(|(offset, (secret, form))| {
+                Some(Finding {
+                    secret: secret.clone(),
+                    form,
+                    place: place.to_owned(),
+                    offset: offset?,
+                })
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
