@@ -96,6 +96,15 @@ step "cargo test"
 cargo test --all-targets --locked "$@"
 hack/cluster/down.sh "$cluster_dir" >&2
 
+# What the fault matrix counted (test_support::figure!): cargo test shows a passing test's
+# output only under --nocapture. Printed, then cleared for the pass on the oldest Kubernetes.
+figures() {
+  step "$1"
+  cat "$WCO_TEST_LOGS"/figures/*.txt 2>/dev/null || echo "(none: no test that counts ran)"
+  rm -rf "$WCO_TEST_LOGS/figures"
+}
+figures "the fault matrix's figures: kills, uploads and rollouts per bundle, what the conditions said"
+
 step "the secret scan: every password, token and private key the tests used, in every log (debug level) and every test namespace's Events and statuses they left in target/test-logs"
 cargo run -q --locked -p test-support --bin scan-test-logs -- "${scan_args[@]}"
 
@@ -110,6 +119,7 @@ hack/image/test.sh
 step "the cluster tests on the oldest supported Kubernetes: hack/cluster/test-oldest.sh"
 await cluster-oldest
 hack/cluster/test-oldest.sh
+figures "the fault matrix's figures on the oldest Kubernetes"
 
 step "the secret scan again, with what the tests on the oldest Kubernetes showed"
 cargo run -q --locked -p test-support --bin scan-test-logs -- "${scan_args[@]}"

@@ -72,7 +72,9 @@ async fn a_change_after_an_apiserver_restart_is_uploaded_within_seconds() {
     )
     .await;
     let delay = changed.elapsed();
-    eprintln!("uploaded {delay:?} after the source changed (apiserver down for {DOWN:?})");
+    test_support::figure!(
+        "uploaded {delay:?} after the source changed (apiserver down for {DOWN:?})"
+    );
     assert!(
         delay < WITHIN,
         "the change took {delay:?} to reach the API; the watches did not recover promptly"

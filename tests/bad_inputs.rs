@@ -220,7 +220,7 @@ async fn run_case(setup: &Setup, case: &Case, good: &str, stored: &str) {
 
     let wcc = wait_condition(ns, "BundleValid", "False", case.reason).await;
     let said = message(&wcc, "BundleValid");
-    eprintln!("{}: BundleValid=False/{}: {said}", case.name, case.reason);
+    test_support::figure!("{}: BundleValid=False/{}: {said}", case.name, case.reason);
     for part in &case.says {
         assert!(said.contains(part.as_str()), "{}: {said:?}", case.name);
     }

@@ -238,7 +238,7 @@ fn seeded(what: &str) -> (u64, StdRng) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| rand::rng().random());
-    eprintln!("{what} seed: {seed} (rerun with WCO_FAULTS_SEED={seed})");
+    test_support::figure!("{what} seed: {seed} (rerun with WCO_FAULTS_SEED={seed})");
     (seed, StdRng::seed_from_u64(seed))
 }
 
@@ -327,7 +327,7 @@ async fn sigkills_at_random_points_lose_no_change_and_roll_each_bundle_at_most_o
         tokio::time::sleep(delay).await;
         running.kill();
         let at = phase(&sim, &ns, &targets, &latest).await;
-        eprintln!("kill {i}: aimed {aim:?} after {delay:?}, landed {at:?}");
+        test_support::figure!("kill {i}: aimed {aim:?} after {delay:?}, landed {at:?}");
         *killed_in.entry(at).or_insert(0) += 1;
         running = operator(&ns, &format!("kill-{}", i + 1), &[]);
         // Half the time the next operator finishes what the killed one left (the restart it
@@ -362,7 +362,7 @@ async fn sigkills_at_random_points_lose_no_change_and_roll_each_bundle_at_most_o
         rollouts.insert(t, total - rollouts_before[t]);
         per_hash.insert(t, by_hash);
     }
-    eprintln!(
+    test_support::figure!(
         "fault matrix (seed {seed}): {} changes, {} kills by phase {killed_in:?} ({resumed} \
          left to settle before the next change), {uploads_total} uploads ({} distinct bundles), \
          rollouts per target {rollouts:?}",
@@ -482,7 +482,9 @@ async fn sigkills_during_evictions_evict_each_pod_once_per_bundle() {
         tokio::time::sleep(delay).await;
         running.kill();
         let evicted = seen_now().difference(&before).count();
-        eprintln!("eviction kill {i}: {delay:?} after the upload, {evicted} pod(s) replaced");
+        test_support::figure!(
+            "eviction kill {i}: {delay:?} after the upload, {evicted} pod(s) replaced"
+        );
         evicted_before_kill.push(evicted);
         running = operator(&ns, &format!("evict-{}", i + 1), &[]);
 
@@ -540,7 +542,7 @@ async fn sigkills_during_evictions_evict_each_pod_once_per_bundle() {
         "the API holds the latest bundle"
     );
     assert_eq!(uploads(&sim), 1 + EVICT_KILLS, "each bundle uploaded once");
-    eprintln!(
+    test_support::figure!(
         "eviction kills (seed {seed}): {EVICT_KILLS} changes, pods replaced before each kill \
          {evicted_before_kill:?}, {} pods replaced in all (2 per change), {} uploads",
         seen_now().len() - 2,
@@ -643,7 +645,7 @@ async fn a_sigkilled_leader_is_replaced_within_the_lease_and_nothing_is_done_twi
     }
     let takeover = killed.elapsed();
     let after_expiry = jiff::Timestamp::now().duration_since(expiry);
-    eprintln!(
+    test_support::figure!(
         "leader SIGKILLed ({at:?}); the standby leads {takeover:?} after the kill, \
          {after_expiry:#} after the Lease ran out (Lease {LEASE_SECS} s)"
     );
@@ -659,7 +661,7 @@ async fn a_sigkilled_leader_is_replaced_within_the_lease_and_nothing_is_done_twi
 
     let by_body = uploads_by_body(sim);
     let by_hash = rollouts_by_hash(ns, "coreapp").await;
-    eprintln!("leader kill: uploads {by_body:?}, rollouts by bundle {by_hash:?}");
+    test_support::figure!("leader kill: uploads {by_body:?}, rollouts by bundle {by_hash:?}");
     for want in [&a, &b, &c] {
         assert_eq!(
             by_body.get(&want.body_sha256),
@@ -747,7 +749,7 @@ async fn a_rotation_waits_out_refused_connections_503s_and_429s_then_completes()
             Some(("False".into(), reason.into()))
         );
         let (_, message) = uploaded(&ns).await.expect("Uploaded");
-        eprintln!("API {reason}: Uploaded=False/{reason}: {message}");
+        test_support::figure!("API {reason}: Uploaded=False/{reason}: {message}");
         seen.push(reason);
         // Meanwhile the API keeps the old bundle and nothing restarts.
         assert_eq!(sim.stored_bundle().as_deref(), Some(a.pem.as_str()));
@@ -781,7 +783,7 @@ async fn a_rotation_waits_out_refused_connections_503s_and_429s_then_completes()
         .windows(2)
         .map(|w| w[1].duration_since(w[0]))
         .collect();
-    eprintln!("429s answered {} time(s), {gaps:?} apart", limited.len());
+    test_support::figure!("429s answered {} time(s), {gaps:?} apart", limited.len());
     assert!(limited.len() >= 2, "the operator retried after a 429");
     assert!(
         gaps.iter()
@@ -789,7 +791,7 @@ async fn a_rotation_waits_out_refused_connections_503s_and_429s_then_completes()
         "a request came sooner than Retry-After allowed: {gaps:?}"
     );
     let faulted = sim.requests().iter().filter(|r| r.fault).count();
-    eprintln!(
+    test_support::figure!(
         "API down: {faulted} faulted requests, {} upload(s), Events {reasons:?}",
         uploads(&sim)
     );
@@ -808,7 +810,7 @@ fn token_calls(sim: &Simulator, what: &str) -> (usize, usize) {
     let log = sim.requests();
     let refused = log.iter().filter(|r| r.status == Some(401)).count();
     let logins = log.iter().filter(|r| r.path == "/v1/users/login").count();
-    eprintln!(
+    test_support::figure!(
         "{what}: {refused} request(s) refused with 401, {logins} login(s), {} upload(s)",
         uploads(sim)
     );

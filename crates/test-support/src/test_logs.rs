@@ -165,6 +165,28 @@ fn append(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
+/// Prints one figure of a test (a count, a delay, what a condition said) and keeps it in
+/// `figures/<binary>-<pid>.txt`, which `hack/test.sh` prints after the tests: cargo test shows
+/// what a passing test printed only under `--nocapture`, and the fault matrix's counts are
+/// its result. Use it through [`crate::figure!`].
+pub fn figure(text: fmt::Arguments<'_>) {
+    eprintln!("{text}");
+    let path = dir().join("figures").join(format!("{}.txt", process_tag()));
+    let line = format!("{}: {text}", binary_name().to_string_lossy());
+    if let Err(e) = append(&path).and_then(|mut f| writeln!(f, "{line}")) {
+        eprintln!("test logs: cannot keep a figure in {}: {e}", path.display());
+    }
+}
+
+/// `figure!("{n} uploads")`: [`test_logs::figure`](crate::test_logs::figure) with `format!`'s
+/// arguments.
+#[macro_export]
+macro_rules! figure {
+    ($($arg:tt)*) => {
+        $crate::test_logs::figure(::std::format_args!($($arg)*))
+    };
+}
+
 /// An append-only log file of an operator process: `logs/<binary>-<pid>-<instance>.jsonl`, or
 /// `None` when this process is kept out (or the file cannot be opened, which is printed).
 pub(crate) fn process_log(instance: &str) -> Option<BufWriter<File>> {
