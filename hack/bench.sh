@@ -11,7 +11,10 @@
 #   --only X  one part (repeatable)
 #   --fleet N the fleet's size (default 1,000; 100 with --quick)
 # Environment: WCO_CLUSTER_BIN (cluster binaries; default: hack/cluster/build.sh),
-#              WCO_BENCH_RELOADER (a Reloader binary to use instead of building one).
+#              WCO_BENCH_RELOADER (a Reloader binary to use instead of building one),
+#              WCO_BENCH_OPERATOR (the operator binary to measure instead of the glibc release
+#              build, e.g. the image's static musl one: target/x86_64-unknown-linux-musl/release/
+#              webhook-ca-operator after hack/image.sh; its allocator returns memory sooner).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -20,7 +23,8 @@ cd "$repo"
 cargo build --release --quiet -p webhook-ca-operator -p wco-bench
 # Copies, so that a build during the run cannot swap the binaries between its parts.
 mkdir -p target/bench/bin
-cp target/release/webhook-ca-operator target/release/wco-bench target/bench/bin/
+cp target/release/wco-bench target/bench/bin/
+cp "${WCO_BENCH_OPERATOR:-target/release/webhook-ca-operator}" target/bench/bin/webhook-ca-operator
 bin="${WCO_CLUSTER_BIN:-$(hack/cluster/build.sh)}"
 reloader="${WCO_BENCH_RELOADER:-}"
 if [[ -z "$reloader" ]]; then
@@ -43,7 +47,7 @@ echo "## Machine"
 echo
 echo "- $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, kernel $(uname -r)"
 echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "- operator $(git rev-parse --short HEAD) (release build), Kubernetes $("$bin/kubectl" version -o json | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | tail -1), Reloader: ${reloader:-not built}"
+echo "- operator $(git rev-parse --short HEAD) (${WCO_BENCH_OPERATOR:-glibc release build}, $(file -b target/bench/bin/webhook-ca-operator | cut -d, -f1-2)), Kubernetes $("$bin/kubectl" version -o json | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p' | tail -1), Reloader: ${reloader:-not built}"
 echo
 "$repo/target/bench/bin/wco-bench" --operator "$repo/target/bench/bin/webhook-ca-operator" \
   ${reloader:+--reloader "$reloader"} --logdir "$logs" "$@"
